@@ -1,0 +1,58 @@
+"""The `lumen3d` command: one subcommand per job."""
+from __future__ import annotations
+
+import logging
+import sys
+
+from engine.errors import InputError
+
+
+def _commands() -> dict:
+    from engine.jobs.demo import DemoJob, GenerateJob
+    from engine.jobs.inspect import InspectJob
+    from engine.jobs.sfm import SfmJob
+
+    return {"demo": DemoJob, "sfm": SfmJob, "generate": GenerateJob, "inspect": InspectJob}
+
+
+def _log_to_file(message: str) -> None:
+    for h in logging.getLogger("lumen3d").handlers:
+        if isinstance(h, logging.FileHandler):
+            h.emit(logging.LogRecord("lumen3d", logging.ERROR, __file__, 0, message, None, None))
+
+
+def main(argv: list[str] | None = None) -> int:
+    import tyro
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        job = tyro.extras.subcommand_cli_from_dict(
+            _commands(), prog="lumen3d", args=args,
+            description="lumen3d: reconstruct scenes from photos, fast on a CPU. "
+                        "Run `lumen3d demo` for the main job on built-in data.")
+        job.run()
+        return 0
+    except InputError as e:
+        if debug:
+            raise
+        message = f"lumen3d: error: {e}".replace("\n", " ")
+    except KeyboardInterrupt:
+        message = "lumen3d: interrupted"
+        print(message, file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug, not bad input: still one line, the traceback with --debug
+        if debug:
+            raise
+        message = f"lumen3d: internal error: {e.__class__.__name__}: {e} (rerun with --debug for the traceback)"
+        message = message.replace("\n", " ")
+        print(message, file=sys.stderr)
+        _log_to_file(message)
+        return 1
+    print(message, file=sys.stderr)
+    _log_to_file(message)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Image files: size from the header, decoding with clear errors, cached downscaled copies.
+
+Downscaled copies live in a cache folder outside the dataset (``$LUMEN3D_CACHE`` or
+``~/.cache/lumen3d``), keyed by the source file's absolute path, size and mtime, so the
+input folder is never written to and a changed source is never served stale.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from engine.errors import InputError
+from engine.io import atomic_path
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("LUMEN3D_CACHE", Path.home() / ".cache" / "lumen3d"))
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly in `folder`, sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _open(path: Path) -> Image.Image:
+    if not path.is_file():
+        raise InputError(path, "image file not found")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(path)
+    except Exception as e:  # PIL raises many types for bad files
+        raise InputError(path, f"not a readable image ({e.__class__.__name__}: {e})") from None
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file header, without decoding the pixels."""
+    with _open(path) as im:
+        return im.size
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Decode to float32 in [0, 1], shape (H, W, 3) or (H, W, 4) when the file has alpha."""
+    with _open(path) as im:
+        try:
+            im.load()
+        except Exception as e:
+            raise InputError(path, f"corrupt or truncated image ({e.__class__.__name__}: {e})") from None
+        has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+        im = im.convert("RGBA" if has_alpha else "RGB")
+        return np.asarray(im, dtype=np.float32) / 255.0
+
+
+def composite(rgba: np.ndarray, background) -> np.ndarray:
+    """RGBA (H, W, 4) over a constant RGB background → (H, W, 3). RGB input passes through."""
+    if rgba.shape[-1] == 3:
+        return rgba
+    alpha = rgba[..., 3:4]
+    return rgba[..., :3] * alpha + np.asarray(background, dtype=np.float32) * (1.0 - alpha)
+
+
+def downscaled_size(width: int, height: int, factor: float) -> tuple[int, int]:
+    return max(1, round(width / factor)), max(1, round(height / factor))
+
+
+def downscaled_copy(path: Path, factor: float) -> Path:
+    """Path of `path` downscaled by `factor` (area filter), made once and cached."""
+    if factor == 1:
+        return path
+    st = path.stat()
+    key = hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{factor:g}".encode()).hexdigest()[:20]
+    out = cache_dir() / "downscaled" / f"{key}{'.png'}"
+    if out.is_file():
+        return out
+    with _open(path) as im:
+        try:
+            im.load()
+        except Exception as e:
+            raise InputError(path, f"corrupt or truncated image ({e.__class__.__name__}: {e})") from None
+        if im.mode not in ("RGB", "RGBA", "L", "LA"):
+            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        # Pillow premultiplies alpha while resampling RGBA, so edges do not pick up the colour
+        # of fully transparent pixels.
+        small = im.resize(downscaled_size(*im.size, factor), Image.Resampling.BOX)
+    with atomic_path(out) as tmp:
+        small.save(tmp, format="PNG")
+    return out

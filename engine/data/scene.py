@@ -1,0 +1,97 @@
+"""A loaded dataset: frames (image, intrinsics, camera-to-world pose), splits, optional points."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engine.data.cameras import Intrinsics
+from engine.data.images import composite, downscaled_copy, downscaled_size, image_size, read_image
+from engine.errors import InputError
+
+LLFF_HOLD = 8  # the literature's protocol: every 8th image (index % 8 == 0) is a test image
+
+
+@dataclass
+class Frame:
+    """One photo. `c2w` is 4×4 camera-to-world with OpenCV axes; `intrinsics` describe the
+    image as :meth:`SceneData.image` returns it (after `downscale` is applied to `image_path`)."""
+
+    name: str
+    image_path: Path
+    intrinsics: Intrinsics
+    c2w: np.ndarray
+    downscale: float = 1.0
+
+    @property
+    def center(self) -> np.ndarray:
+        return self.c2w[:3, 3]
+
+    @property
+    def forward(self) -> np.ndarray:
+        """Unit viewing direction in world space."""
+        return self.c2w[:3, 2]
+
+
+@dataclass
+class SceneData:
+    root: Path
+    format: str  # blender | nerfstudio | colmap | llff
+    frames: list[Frame]
+    splits: dict[str, list[int]]
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    points: np.ndarray | None = None  # (M, 3) float64 SfM points, world space
+    point_colors: np.ndarray | None = None  # (M, 3) uint8
+    near_far: np.ndarray | None = None  # (N, 2) per-frame depth bounds when the format has them
+    extra: dict = field(default_factory=dict)
+
+    def split(self, name: str) -> list[Frame]:
+        if name not in self.splits:
+            raise InputError(self.root, f"dataset has no {name!r} split (has: {', '.join(self.splits)})")
+        return [self.frames[i] for i in self.splits[name]]
+
+    def image_rgba(self, i: int) -> np.ndarray:
+        """Frame i's pixels, float32 (H, W, 3 or 4), at the frame's resolution."""
+        f = self.frames[i]
+        img = read_image(downscaled_copy(f.image_path, f.downscale))
+        if img.shape[:2] != (f.intrinsics.height, f.intrinsics.width):
+            raise InputError(f.image_path, f"image is {img.shape[1]}x{img.shape[0]}, expected "
+                                           f"{f.intrinsics.width}x{f.intrinsics.height}")
+        return img
+
+    def image(self, i: int) -> np.ndarray:
+        """Frame i's RGB pixels, float32 (H, W, 3); alpha is composited on `background`."""
+        return composite(self.image_rgba(i), self.background)
+
+    def downscaled(self, factor: float) -> "SceneData":
+        """The same scene with images `factor` times smaller (copies cached outside the dataset)."""
+        if not factor > 0:
+            raise InputError(None, f"downscale factor must be positive, got {factor}")
+        if factor == 1:
+            return self
+        frames = []
+        for f in self.frames:
+            w, h = downscaled_size(f.intrinsics.width, f.intrinsics.height, factor)
+            frames.append(dataclasses.replace(f, intrinsics=f.intrinsics.scaled(w, h),
+                                              downscale=f.downscale * factor))
+        return dataclasses.replace(self, frames=frames)
+
+    def check_image_sizes(self) -> None:
+        """Every image file's header must match its camera's size (one camera, one size).
+
+        Loaders call this before any :meth:`downscaled`, while files and intrinsics agree 1:1.
+        """
+        for f in self.frames:
+            w, h = image_size(f.image_path)
+            exp = (f.intrinsics.width, f.intrinsics.height)
+            if (w, h) != exp:
+                raise InputError(f.image_path, f"image is {w}x{h} but its camera is {exp[0]}x{exp[1]} "
+                                               "(images of one camera must have one size)")
+
+
+def every_nth_split(n: int, hold: int = LLFF_HOLD) -> dict[str, list[int]]:
+    test = [i for i in range(n) if i % hold == 0]
+    train = [i for i in range(n) if i % hold != 0]
+    return {"train": train, "test": test}

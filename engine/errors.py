@@ -1,0 +1,16 @@
+"""Errors that reach the user as one line."""
+from __future__ import annotations
+
+import os
+
+
+class InputError(Exception):
+    """Bad input: a file or folder the user gave is missing, unreadable or inconsistent.
+
+    The CLI prints it as one line (no traceback unless --debug) and exits non-zero.
+    """
+
+    def __init__(self, path: str | os.PathLike | None, problem: str):
+        self.path = None if path is None else str(path)
+        self.problem = problem
+        super().__init__(problem if path is None else f"{path}: {problem}")

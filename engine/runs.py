@@ -1,0 +1,130 @@
+"""Run directories: resolved config, metrics.json, a log, checkpoints/, renders/, exports/."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import logging
+import os
+import platform
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from engine._version import __version__
+from engine.errors import InputError
+from engine.io import atomic_write_json
+
+log = logging.getLogger("lumen3d")
+
+SUBDIRS = ("checkpoints", "renders", "exports")
+
+
+@dataclass
+class RunOptions:
+    """Options every job that writes a run directory takes."""
+
+    out: Path | None = None
+    """Run directory (default: runs/<job>-<date>-<time>)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where to compute: auto picks cuda when a GPU is visible."""
+    seed: int = 0
+    """Random seed for everything the job draws."""
+    overwrite: bool = False
+    """Allow writing into a run directory that already holds results."""
+    debug: bool = False
+    """Show full tracebacks."""
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError(None, "--device cuda was asked for, but torch sees no CUDA GPU "
+                               f"(torch {torch.__version__}; install a CUDA build, see README)")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Run:
+    """An open run directory. Create with :func:`start_run`."""
+
+    def __init__(self, root: Path, job: str):
+        self.root, self.job = root, job
+        self.metrics: dict = {}
+
+    def path(self, *parts: str) -> Path:
+        return self.root.joinpath(*parts)
+
+    def write_metrics(self, **values) -> None:
+        """Merge `values` into metrics.json (nested keys as dicts) and rewrite it atomically."""
+        def merge(dst: dict, src: dict):
+            for k, v in src.items():
+                if isinstance(v, dict) and isinstance(dst.get(k), dict):
+                    merge(dst[k], v)
+                else:
+                    dst[k] = v
+        merge(self.metrics, values)
+        atomic_write_json(self.path("metrics.json"), self.metrics)
+
+
+def _config_dict(cfg) -> dict:
+    d = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
+    return json.loads(json.dumps(d, default=lambda o: os.fspath(o) if isinstance(o, os.PathLike) else str(o)))
+
+
+def start_run(job: str, opts: RunOptions, inputs: list[Path] = ()) -> Run:
+    """Create (or reuse with --overwrite) the run directory, write config.json, start the log.
+
+    Refuses a run directory inside one of `inputs`, so a job never writes into its input.
+    """
+    root = Path(opts.out) if opts.out else Path("runs") / f"{job}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
+    for inp in inputs:
+        inp_r, root_r = Path(inp).resolve(), root.resolve()
+        if root_r == inp_r or inp_r in root_r.parents or root_r in inp_r.parents:
+            raise InputError(root, f"run directory overlaps the input {inp}; choose another --out")
+    if root.exists() and not root.is_dir():
+        raise InputError(root, "exists and is not a folder")
+    if root.is_dir() and (root / "config.json").exists() and not opts.overwrite:
+        raise InputError(root, "already holds a run; pass --overwrite or choose another --out")
+    for sub in ("", *SUBDIRS):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    device = resolve_device(opts.device)
+    seed_everything(opts.seed)
+    run = Run(root, job)
+    _setup_logging(root / "log.txt")
+    atomic_write_json(root / "config.json", {
+        "job": job, "config": _config_dict(opts), "device": device, "version": __version__,
+        "argv": sys.argv, "python": platform.python_version(), "host": platform.node(),
+        "started": _dt.datetime.now().isoformat(timespec="seconds")})
+    log.info("run directory %s (device %s, seed %d)", root, device, opts.seed)
+    return run
+
+
+def _setup_logging(path: Path) -> None:
+    from engine.progress import console
+    from rich.logging import RichHandler
+
+    logger = logging.getLogger("lumen3d")
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+        h.close()
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    fh = logging.FileHandler(path, encoding="utf-8")
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(fh)
+    logger.addHandler(RichHandler(console=console, show_path=False, show_time=False, markup=False))

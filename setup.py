@@ -1,0 +1,38 @@
+"""lumen3d: 3D reconstruction and human modelling that runs fast on a CPU.
+
+The top-level packages follow the design card: engine/, kernels/, scenes/, viewer/.
+"""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).parent
+version = {}
+exec((ROOT / "engine" / "_version.py").read_text(), version)
+
+setup(
+    name="lumen3d",
+    version=version["__version__"],
+    description="3D reconstruction (SfM, Gaussian splatting, NeRF), text-to-3D and body fitting, fast on CPU and GPU",
+    long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["engine", "engine.*", "kernels", "kernels.*",
+                                    "scenes", "scenes.*", "viewer", "viewer.*"]),
+    package_data={"kernels": ["csrc/*", "csrc/**/*"]},
+    install_requires=[
+        # torch is pinned by constraints.txt, never by us: a CUDA user keeps their own build.
+        "torch>=2.1",
+        "numpy>=1.24",
+        "pillow>=10",
+        "imageio>=2.31",
+        "imageio-ffmpeg>=0.5",
+        "pycolmap>=4.2,<5",
+        "open3d>=0.19",
+        "scipy>=1.11",
+        "tyro>=0.9",
+        "rich>=13",
+    ],
+    extras_require={"test": ["pytest>=8"]},
+    entry_points={"console_scripts": ["lumen3d=engine.cli:main"]},
+)
