@@ -7,7 +7,11 @@ photos as a nerfstudio transforms.json, so every later stage can be checked agai
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +105,27 @@ def orbit_cameras(views: int, width: int, height: int, radius: float = 4.2) -> l
     return cams
 
 
+@contextlib.contextmanager
+def _native_output_to_log():
+    """Filament prints its start-up lines from C++ straight to fd 1/2; send them to the log."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 1)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            tmp.seek(0)
+            for line in tmp.read().decode("utf-8", "replace").splitlines():
+                log.debug("open3d: %s", line)
+
+
 def generate_scene(out: Path, views: int = 32, width: int = 400, height: int = 300, seed: int = 0) -> list[Frame]:
     """Render the scene into out/images/ and write out/transforms.json with the true cameras."""
     import open3d as o3d
@@ -109,7 +134,9 @@ def generate_scene(out: Path, views: int = 32, width: int = 400, height: int = 3
     from engine.progress import track
 
     rng = np.random.default_rng(seed)
-    renderer = rendering.OffscreenRenderer(width, height)
+    o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
+    with _native_output_to_log():
+        renderer = rendering.OffscreenRenderer(width, height)
     renderer.scene.view.set_post_processing(False)  # no tone mapping: the texture colours as painted
     renderer.scene.set_background([*_srgb_encode(SKY), 1.0])
     for name, mesh, tex in scene_meshes(rng):

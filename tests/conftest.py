@@ -1,0 +1,39 @@
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def data() -> Path:
+    assert (DATA / "lego").is_dir() and (DATA / "fern").is_dir(), f"real scenes missing under {DATA}"
+    return DATA
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cache_dir(tmp_path_factory):
+    # Downscaled copies go to a per-session cache, never to ~ or the dataset.
+    os.environ["LUMEN3D_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+
+
+def run_cli(*args, cwd=None, timeout=600) -> subprocess.CompletedProcess:
+    """Run `lumen3d ARGS` as a user would, in a fresh process."""
+    return subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=timeout, env={**os.environ, "COLUMNS": "200"})
+
+
+def tree_digest(root: Path) -> str:
+    """Hash of every file's path, bytes and mode below root: proves an input was not touched."""
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        h.update(str(p.relative_to(root)).encode())
+        if p.is_file():
+            h.update(p.read_bytes())
+            h.update(str(p.stat().st_mode).encode())
+    return h.hexdigest()
