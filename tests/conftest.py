@@ -24,8 +24,9 @@ def _cache_dir(tmp_path_factory):
 
 def run_cli(*args, cwd=None, timeout=600) -> subprocess.CompletedProcess:
     """Run `lumen3d ARGS` as a user would, in a fresh process."""
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=timeout, env={**os.environ, "COLUMNS": "200"})
+                          text=True, cwd=cwd, timeout=timeout, env=env)
 
 
 def tree_digest(root: Path) -> str:

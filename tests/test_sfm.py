@@ -46,7 +46,8 @@ def test_sfm_on_fern_registers_all_and_matches_llff_poses(data, tmp_path):
 
 
 def test_main_job_reconstructs_the_built_in_scene(tmp_path):
-    r = run_cli("demo", "--out", tmp_path / "demo", "--views", "20", "--width", "320", "--height", "240")
+    # a relative --out, as the README's command gives it
+    r = run_cli("demo", "--out", "demo", "--views", "20", "--width", "320", "--height", "240", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert m["sfm"]["registered"] == m["sfm"]["total"] == 20

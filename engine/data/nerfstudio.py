@@ -117,7 +117,7 @@ def write_nerfstudio(path: Path, frames: list[Frame], root: Path, ply_file: str 
     out = dict(intr_dict(frames[0].intrinsics)) if shared else {}
     out["frames"] = []
     for f in frames:
-        e = {"file_path": f.image_path.relative_to(root).as_posix(),
+        e = {"file_path": f.image_path.resolve().relative_to(root.resolve()).as_posix(),
              "transform_matrix": opencv_to_opengl(f.c2w).tolist()}
         if not shared:
             e.update(intr_dict(f.intrinsics))
