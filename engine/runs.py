@@ -98,14 +98,19 @@ def start_run(job: str, opts: RunOptions, inputs: list[Path] = ()) -> Run:
             raise InputError(root, f"run directory overlaps the input {inp}; choose another --out")
     if root.exists() and not root.is_dir():
         raise InputError(root, "exists and is not a folder")
-    if root.is_dir() and (root / "config.json").exists() and not opts.overwrite:
-        raise InputError(root, "already holds a run; pass --overwrite or choose another --out")
+    if root.is_dir() and any(root.iterdir()):
+        # Jobs replace their own outputs in a run directory; a folder that is not one of ours
+        # may hold the user's files, so it is never written into.
+        if not (root / "config.json").is_file():
+            raise InputError(root, "exists, is not empty and holds no lumen3d run; choose another --out")
+        if not opts.overwrite:
+            raise InputError(root, "already holds a run; pass --overwrite or choose another --out")
     for sub in ("", *SUBDIRS):
         (root / sub).mkdir(parents=True, exist_ok=True)
     device = resolve_device(opts.device)
     seed_everything(opts.seed)
     run = Run(root, job)
-    _setup_logging(root / "log.txt")
+    _setup_logging(root / "log.txt", logging.DEBUG if opts.debug else logging.INFO)
     atomic_write_json(root / "config.json", {
         "job": job, "config": _config_dict(opts), "device": device, "version": __version__,
         "argv": sys.argv, "python": platform.python_version(), "host": platform.node(),
@@ -114,7 +119,7 @@ def start_run(job: str, opts: RunOptions, inputs: list[Path] = ()) -> Run:
     return run
 
 
-def _setup_logging(path: Path) -> None:
+def _setup_logging(path: Path, level: int) -> None:
     from engine.progress import console
     from rich.logging import RichHandler
 
@@ -122,7 +127,7 @@ def _setup_logging(path: Path) -> None:
     for h in list(logger.handlers):
         logger.removeHandler(h)
         h.close()
-    logger.setLevel(logging.INFO)
+    logger.setLevel(level)
     logger.propagate = False
     fh = logging.FileHandler(path, encoding="utf-8")
     fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))

@@ -223,6 +223,18 @@ def test_an_existing_run_is_not_overwritten_silently(tmp_path):
     assert (run / "config.json").read_text() == "{}"
 
 
+def test_a_folder_that_is_not_a_run_is_never_written_into(tmp_path):
+    out = tmp_path / "project"
+    (out / "images").mkdir(parents=True)
+    (out / "images" / "mine.txt").write_text("user data")
+    before = tree_digest(out)
+    d = noise_photos(tmp_path / "in", 3)
+    for extra in ([], ["--overwrite"]):
+        r = run_cli("sfm", d, "--out", out, *extra)
+        assert r.returncode == 2 and "holds no lumen3d run" in r.stderr
+    assert tree_digest(out) == before
+
+
 def test_usage_errors_exit_nonzero():
     assert run_cli("no-such-job").returncode == 2
     assert run_cli("sfm").returncode == 2  # neither photos nor --video
