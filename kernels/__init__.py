@@ -1,5 +1,5 @@
-"""Native ops (C++/OpenMP and CUDA) with a torch reference for each.
+"""Native ops (C++/OpenMP and CUDA), each with a plain-torch reference that is its specification.
 
-Empty until the Gaussian-splatting and NeRF kernels land; kept so the layout of the
-design card holds from the first commit.
+So far: `kernels.splat_reference`, the torch reference of the Gaussian-splatting ops
+(projection, SH colour, tile binning, rasterisation). The native kernels are tested against it.
 """
