@@ -76,7 +76,7 @@ def downscaled_copy(path: Path, factor: float) -> Path:
         return path
     st = path.stat()
     key = hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{factor:g}".encode()).hexdigest()[:20]
-    out = cache_dir() / "downscaled" / f"{key}{'.png'}"
+    out = cache_dir() / "downscaled" / f"{key}.png"
     if out.is_file():
         return out
     with _open(path) as im:
