@@ -1,0 +1,36 @@
+"""Build the native ops once, on first use (torch.utils.cpp_extension JIT), and cache them.
+
+The build directory is $LUMEN3D_KERNEL_CACHE (default ~/.cache/lumen3d/kernels/<torch version>);
+a changed source rebuilds. -march=native is safe here because the build happens on the
+machine that runs it.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+
+CSRC = Path(__file__).parent / "csrc"
+
+
+def build_dir() -> Path:
+    import torch
+
+    default = Path.home() / ".cache" / "lumen3d" / "kernels" / torch.__version__.replace("+", "_")
+    path = Path(os.environ.get("LUMEN3D_KERNEL_CACHE", default))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_ops():
+    """The C++/OpenMP ops module."""
+    from torch.utils.cpp_extension import load
+
+    out = build_dir()
+    if not any(out.glob("lumen3d_splat_cpu*.so")):
+        print(f"lumen3d: building the CPU kernels in {out} (first use only, about a minute)", file=sys.stderr)
+    return load(name="lumen3d_splat_cpu", sources=[str(CSRC / "splat_cpu.cpp")], build_directory=str(out),
+                extra_cflags=["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-std=c++17"],
+                extra_include_paths=[str(CSRC)], verbose=False)

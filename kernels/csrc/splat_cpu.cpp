@@ -1,0 +1,504 @@
+// CPU scheduling of the Gaussian-splatting ops: threads over Gaussians or tiles through
+// at::parallel_for (torch's OpenMP pool, so torch.set_num_threads applies), SIMD over the
+// pixels of a tile. Every reduction runs in a fixed order, so results do not depend on the
+// number of threads: the rasteriser's backward writes one gradient row per (tile, Gaussian)
+// intersection and then sums each Gaussian's rows in tile order, instead of atomics.
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <limits>
+#include <numeric>
+#include <vector>
+
+#include "splat_math.h"
+
+using namespace splat;
+
+namespace {
+
+bool g_poison = false;  // tests fill every output with NaN first, so unwritten elements show
+
+at::Tensor alloc(at::IntArrayRef shape, const at::TensorOptions& opts) {
+  at::Tensor t = at::empty(shape, opts);
+  if (g_poison) {
+    if (at::isFloatingType(t.scalar_type())) t.fill_(std::numeric_limits<double>::quiet_NaN());
+    else t.fill_(std::numeric_limits<int32_t>::min());
+  }
+  return t;
+}
+
+void check(const at::Tensor& t, const char* name, int64_t dim) {
+  TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor");
+  TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
+  TORCH_CHECK(dim < 0 || t.dim() == dim, name, " must have ", dim, " dimensions, got ", t.dim());
+}
+
+Camera make_camera(const at::Tensor& viewmat, const at::Tensor& K, int64_t width, int64_t height, double near_plane,
+                   double far_plane, double eps2d, bool antialiased) {
+  TORCH_CHECK(viewmat.numel() == 16 && K.numel() == 9, "viewmat must be 4x4 and K 3x3");
+  at::Tensor v = viewmat.to(at::kDouble).contiguous(), k = K.to(at::kDouble).contiguous();
+  const double* vp = v.data_ptr<double>();
+  const double* kp = k.data_ptr<double>();
+  Camera cam;
+  for (int i = 0; i < 3; ++i) {
+    for (int j = 0; j < 3; ++j) cam.R[3 * i + j] = vp[4 * i + j];
+    cam.t[i] = vp[4 * i + 3];
+  }
+  cam.fx = kp[0]; cam.fy = kp[4]; cam.cx = kp[2]; cam.cy = kp[5];
+  cam.width = static_cast<int>(width); cam.height = static_cast<int>(height);
+  cam.near_plane = near_plane; cam.far_plane = far_plane; cam.eps2d = eps2d; cam.antialiased = antialiased;
+  return cam;
+}
+
+// Sum per-item rows of width D over [0, n) in fixed chunks: the same bits for any thread count.
+template <typename T, typename F> std::vector<T> chunked_sum(int64_t n, int D, F item) {
+  constexpr int64_t CHUNK = 2048;
+  int64_t nchunks = (n + CHUNK - 1) / CHUNK;
+  std::vector<T> partial(static_cast<size_t>(std::max<int64_t>(nchunks, 1)) * D, T(0));
+  at::parallel_for(0, nchunks, 1, [&](int64_t b, int64_t e) {
+    for (int64_t c = b; c < e; ++c)
+      for (int64_t i = c * CHUNK; i < std::min(n, (c + 1) * CHUNK); ++i) item(i, &partial[c * D]);
+  });
+  std::vector<T> total(D, T(0));
+  for (int64_t c = 0; c < nchunks; ++c)
+    for (int d = 0; d < D; ++d) total[d] += partial[c * D + d];
+  return total;
+}
+
+}  // namespace
+
+void set_poison(bool on) { g_poison = on; }
+
+std::vector<at::Tensor> project_fwd(const at::Tensor& means, const at::Tensor& quats, const at::Tensor& log_scales,
+                                    const at::Tensor& viewmat, const at::Tensor& K, int64_t width, int64_t height,
+                                    double near_plane, double far_plane, double eps2d, bool antialiased) {
+  check(means, "means", 2); check(quats, "quats", 2); check(log_scales, "log_scales", 2);
+  const int64_t N = means.size(0);
+  Camera cam = make_camera(viewmat, K, width, height, near_plane, far_plane, eps2d, antialiased);
+  auto opts = means.options();
+  at::Tensor means2d = alloc({N, 2}, opts), conics = alloc({N, 3}, opts), depths = alloc({N}, opts),
+             comp = alloc({N}, opts), radii = alloc({N}, opts.dtype(at::kInt));
+  AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "project_fwd", [&] {
+    using T = scalar_t;
+    const T *m = means.data_ptr<T>(), *q = quats.data_ptr<T>(), *s = log_scales.data_ptr<T>();
+    T *m2 = means2d.data_ptr<T>(), *co = conics.data_ptr<T>(), *de = depths.data_ptr<T>(), *cp = comp.data_ptr<T>();
+    int32_t* ra = radii.data_ptr<int32_t>();
+    at::parallel_for(0, N, 1024, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        Projected<T> o = project_one<T>(m + 3 * i, q + 4 * i, s + 3 * i, cam);
+        m2[2 * i] = o.mean2d[0]; m2[2 * i + 1] = o.mean2d[1];
+        co[3 * i] = o.conic[0]; co[3 * i + 1] = o.conic[1]; co[3 * i + 2] = o.conic[2];
+        de[i] = o.depth; cp[i] = o.compensation; ra[i] = o.radius;
+      }
+    });
+  });
+  return {means2d, conics, depths, radii, comp};
+}
+
+std::vector<at::Tensor> project_bwd(const at::Tensor& means, const at::Tensor& quats, const at::Tensor& log_scales,
+                                    const at::Tensor& viewmat, const at::Tensor& K, int64_t width, int64_t height,
+                                    double near_plane, double far_plane, double eps2d, bool antialiased,
+                                    const at::Tensor& radii, const at::Tensor& v_means2d, const at::Tensor& v_conics,
+                                    const at::Tensor& v_depths, const at::Tensor& v_comp, bool viewmat_grad) {
+  for (auto* t : {&v_means2d, &v_conics, &v_depths, &v_comp, &radii}) check(*t, "gradient", -1);
+  const int64_t N = means.size(0);
+  Camera cam = make_camera(viewmat, K, width, height, near_plane, far_plane, eps2d, antialiased);
+  auto opts = means.options();
+  at::Tensor v_means = alloc({N, 3}, opts), v_quats = alloc({N, 4}, opts), v_ls = alloc({N, 3}, opts);
+  at::Tensor v_view = at::zeros({4, 4}, opts);
+  AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "project_bwd", [&] {
+    using T = scalar_t;
+    const T *m = means.data_ptr<T>(), *q = quats.data_ptr<T>(), *s = log_scales.data_ptr<T>();
+    const T *gm = v_means2d.data_ptr<T>(), *gc = v_conics.data_ptr<T>(), *gd = v_depths.data_ptr<T>(),
+            *gk = v_comp.data_ptr<T>();
+    const int32_t* ra = radii.data_ptr<int32_t>();
+    T *vm = v_means.data_ptr<T>(), *vq = v_quats.data_ptr<T>(), *vs = v_ls.data_ptr<T>();
+    auto item = [&](int64_t i, T* view_acc) {
+      if (ra[i] <= 0) {
+        for (int k = 0; k < 3; ++k) vm[3 * i + k] = vs[3 * i + k] = 0;
+        for (int k = 0; k < 4; ++k) vq[4 * i + k] = 0;
+        return;
+      }
+      project_one_vjp<T>(m + 3 * i, q + 4 * i, s + 3 * i, cam, gm + 2 * i, gc + 3 * i, gd[i], gk[i], vm + 3 * i,
+                         vq + 4 * i, vs + 3 * i, view_acc);
+    };
+    if (viewmat_grad) {
+      std::vector<T> total = chunked_sum<T>(N, 12, item);
+      T* vv = v_view.data_ptr<T>();
+      for (int i = 0; i < 3; ++i) {
+        for (int j = 0; j < 3; ++j) vv[4 * i + j] = total[3 * i + j];
+        vv[4 * i + 3] = total[9 + i];
+      }
+    } else {
+      at::parallel_for(0, N, 1024, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) item(i, nullptr);
+      });
+    }
+  });
+  return {v_means, v_quats, v_ls, v_view};
+}
+
+at::Tensor sh_fwd(const at::Tensor& coeffs, const at::Tensor& means, const at::Tensor& campos, int64_t degree) {
+  check(coeffs, "coeffs", 3); check(means, "means", 2);
+  const int64_t N = coeffs.size(0), K = coeffs.size(1);
+  TORCH_CHECK(degree >= 0 && degree <= 3 && K >= (degree + 1) * (degree + 1), "bad SH degree/coefficients");
+  at::Tensor colors = alloc({N, 3}, coeffs.options());
+  AT_DISPATCH_FLOATING_TYPES(coeffs.scalar_type(), "sh_fwd", [&] {
+    using T = scalar_t;
+    at::Tensor cpos = campos.to(coeffs.scalar_type()).contiguous();
+    const T *c = coeffs.data_ptr<T>(), *m = means.data_ptr<T>(), *cp = cpos.data_ptr<T>();
+    T* out = colors.data_ptr<T>();
+    at::parallel_for(0, N, 1024, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) sh_color_one<T>(int(degree), int(K), c + i * K * 3, m + 3 * i, cp, out + 3 * i);
+    });
+  });
+  return colors;
+}
+
+std::vector<at::Tensor> sh_bwd(const at::Tensor& coeffs, const at::Tensor& means, const at::Tensor& campos,
+                               int64_t degree, const at::Tensor& v_colors) {
+  check(v_colors, "v_colors", 2);
+  const int64_t N = coeffs.size(0), K = coeffs.size(1);
+  at::Tensor v_coeffs = alloc({N, K, 3}, coeffs.options()), v_means = alloc({N, 3}, coeffs.options());
+  at::Tensor v_campos = at::zeros({3}, coeffs.options());
+  AT_DISPATCH_FLOATING_TYPES(coeffs.scalar_type(), "sh_bwd", [&] {
+    using T = scalar_t;
+    at::Tensor cpos = campos.to(coeffs.scalar_type()).contiguous();
+    const T *c = coeffs.data_ptr<T>(), *m = means.data_ptr<T>(), *cp = cpos.data_ptr<T>(), *g = v_colors.data_ptr<T>();
+    T *vc = v_coeffs.data_ptr<T>(), *vm = v_means.data_ptr<T>();
+    std::vector<T> total = chunked_sum<T>(N, 3, [&](int64_t i, T* acc) {
+      sh_color_one_vjp<T>(int(degree), int(K), c + i * K * 3, m + 3 * i, cp, g + 3 * i, vc + i * K * 3, vm + 3 * i);
+      for (int a = 0; a < 3; ++a) acc[a] -= vm[3 * i + a];  // the direction is mean − campos
+    });
+    T* vcp = v_campos.data_ptr<T>();
+    for (int a = 0; a < 3; ++a) vcp[a] = total[a];
+  });
+  return {v_coeffs, v_means, v_campos};
+}
+
+// Per-tile lists front to back. Returns tile_offsets (T+1), ids (M), and the inverse map the
+// backward uses: for Gaussian g, the intersections of its tiles (row-major within its tile
+// rectangle) are g_inters[g_offsets[g]:g_offsets[g+1]].
+std::vector<at::Tensor> bin_gaussians(const at::Tensor& means2d, const at::Tensor& radii, const at::Tensor& depths,
+                                      int64_t width, int64_t height) {
+  check(means2d, "means2d", 2); check(radii, "radii", 1); check(depths, "depths", 1);
+  const int64_t N = means2d.size(0);
+  const int tiles_x = int((width + TILE - 1) / TILE), tiles_y = int((height + TILE - 1) / TILE);
+  const int64_t T_count = int64_t(tiles_x) * tiles_y;
+  std::vector<int> rects(4 * N);
+  std::vector<int64_t> order;
+  AT_DISPATCH_FLOATING_TYPES(means2d.scalar_type(), "bin_rects", [&] {
+    using T = scalar_t;
+    const T* m = means2d.data_ptr<T>();
+    const T* d = depths.data_ptr<T>();
+    const int32_t* r = radii.data_ptr<int32_t>();
+    at::parallel_for(0, N, 4096, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) tile_rect<T>(m + 2 * i, r[i], tiles_x, tiles_y, &rects[4 * i]);
+    });
+    for (int64_t i = 0; i < N; ++i)
+      if (rects[4 * i + 2] > rects[4 * i] && rects[4 * i + 3] > rects[4 * i + 1]) order.push_back(i);
+    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return d[a] < d[b] || (d[a] == d[b] && a < b); });
+  });
+  at::Tensor g_offsets = at::zeros({N + 1}, means2d.options().dtype(at::kLong));
+  int64_t* go = g_offsets.data_ptr<int64_t>();
+  std::vector<int64_t> diff(size_t(tiles_x + 1) * (tiles_y + 1), 0);
+  for (int64_t i = 0; i < N; ++i) {
+    const int* rc = &rects[4 * i];
+    int64_t area = int64_t(std::max(0, rc[2] - rc[0])) * std::max(0, rc[3] - rc[1]);
+    go[i + 1] = go[i] + area;
+    if (area) {
+      diff[size_t(rc[1]) * (tiles_x + 1) + rc[0]] += 1;
+      diff[size_t(rc[1]) * (tiles_x + 1) + rc[2]] -= 1;
+      diff[size_t(rc[3]) * (tiles_x + 1) + rc[0]] -= 1;
+      diff[size_t(rc[3]) * (tiles_x + 1) + rc[2]] += 1;
+    }
+  }
+  const int64_t M = go[N];
+  at::Tensor tile_offsets = at::empty({T_count + 1}, g_offsets.options());
+  int64_t* to = tile_offsets.data_ptr<int64_t>();
+  to[0] = 0;
+  std::vector<int64_t> row(tiles_x + 1, 0);
+  for (int ty = 0; ty < tiles_y; ++ty) {
+    int64_t run = 0;
+    for (int tx = 0; tx < tiles_x; ++tx) {
+      run += diff[size_t(ty) * (tiles_x + 1) + tx];
+      row[tx] += run;  // 2D prefix sum: row carries the column sums of the rows above
+      to[int64_t(ty) * tiles_x + tx + 1] = to[int64_t(ty) * tiles_x + tx] + row[tx];
+    }
+  }
+  TORCH_CHECK(to[T_count] == M, "internal error: tile counts do not add up");
+  at::Tensor ids = alloc({M}, means2d.options().dtype(at::kInt));
+  at::Tensor g_inters = alloc({M}, g_offsets.options());
+  int32_t* idp = ids.data_ptr<int32_t>();
+  int64_t* gi = g_inters.data_ptr<int64_t>();
+  // Each thread owns a band of tile rows and walks all Gaussians front to back, so every
+  // tile's list comes out depth-sorted without a per-tile sort.
+  at::parallel_for(0, tiles_y, 1, [&](int64_t yb, int64_t ye) {
+    std::vector<int64_t> cursor(to + yb * tiles_x, to + ye * tiles_x);
+    for (int64_t g : order) {
+      const int* rc = &rects[4 * g];
+      int y0 = std::max<int>(rc[1], int(yb)), y1 = std::min<int>(rc[3], int(ye));
+      for (int ty = y0; ty < y1; ++ty)
+        for (int tx = rc[0]; tx < rc[2]; ++tx) {
+          int64_t k = cursor[(ty - yb) * tiles_x + tx]++;
+          idp[k] = int32_t(g);
+          gi[go[g] + int64_t(ty - rc[1]) * (rc[2] - rc[0]) + (tx - rc[0])] = k;
+        }
+    }
+  });
+  return {tile_offsets, ids, g_offsets, g_inters};
+}
+
+namespace {
+
+constexpr int TP = TILE * TILE;
+
+template <typename T, int C>
+void raster_fwd_impl(const T* means2d, const T* conics, const T* colors, const T* opac, const T* depths, const T* bg,
+                     const int64_t* tile_offsets, const int32_t* ids, int W, int H, T* out_rgb, T* out_alpha,
+                     T* out_depth, int32_t* out_last) {
+  const int tiles_x = (W + TILE - 1) / TILE, tiles_y = (H + TILE - 1) / TILE;
+  at::parallel_for(0, int64_t(tiles_x) * tiles_y, 1, [&](int64_t tb, int64_t te) {
+    alignas(64) T px[TP], py[TP], Tr[TP], acc[C][TP], accd[TP], done[TP];
+    alignas(64) int32_t last[TP];
+    for (int64_t t = tb; t < te; ++t) {
+      const int x0 = int(t % tiles_x) * TILE, y0 = int(t / tiles_x) * TILE;
+      const int w = std::min(TILE, W - x0), h = std::min(TILE, H - y0);
+      for (int p = 0; p < TP; ++p) {
+        px[p] = T(x0 + p % TILE) + T(0.5);
+        py[p] = T(y0 + p / TILE) + T(0.5);
+        Tr[p] = 1; accd[p] = 0; last[p] = 0;
+        done[p] = (p % TILE < w && p / TILE < h) ? T(0) : T(1);  // padding pixels never blend
+        for (int c = 0; c < C; ++c) acc[c][p] = 0;
+      }
+      const int64_t start = tile_offsets[t], end = tile_offsets[t + 1];
+      for (int64_t k = start; k < end; ++k) {
+        const int32_t g = ids[k];
+        const T mx = means2d[2 * g], my = means2d[2 * g + 1];
+        const T ca = conics[3 * g], cb = conics[3 * g + 1], cc = conics[3 * g + 2];
+        const T op = opac[g], z = depths[g];
+        T col[C];
+        for (int c = 0; c < C; ++c) col[c] = colors[int64_t(g) * C + c];
+        const int32_t idx = int32_t(k - start + 1);
+#pragma omp simd
+        for (int p = 0; p < TP; ++p) {
+          T dx = px[p] - mx, dy = py[p] - my;
+          T sigma = T(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy;
+          T alpha = std::min(op * fast_exp(-sigma), T(ALPHA_MAX));
+          bool valid = (sigma >= 0) & (alpha >= T(ALPHA_MIN)) & (done[p] == 0);
+          T test = Tr[p] * (1 - alpha);
+          bool stop = valid & (test < T(T_MIN));
+          bool blend = valid & !stop;
+          T wgt = blend ? alpha * Tr[p] : T(0);
+          for (int c = 0; c < C; ++c) acc[c][p] += wgt * col[c];
+          accd[p] += wgt * z;
+          Tr[p] = blend ? test : Tr[p];
+          last[p] = blend ? idx : last[p];
+          done[p] = stop ? T(1) : done[p];
+        }
+        if (((k - start) & 31) == 31) {
+          T all = 1;
+          for (int p = 0; p < TP; ++p) all = std::min(all, done[p]);
+          if (all > 0) break;
+        }
+      }
+      for (int p = 0; p < TP; ++p) {
+        const int xx = p % TILE, yy = p / TILE;
+        if (xx >= w || yy >= h) continue;
+        const int64_t o = int64_t(y0 + yy) * W + (x0 + xx);
+        for (int c = 0; c < C; ++c) out_rgb[o * C + c] = acc[c][p] + Tr[p] * bg[c];
+        out_alpha[o] = 1 - Tr[p];
+        out_depth[o] = accd[p];
+        out_last[o] = last[p];
+      }
+    }
+  });
+}
+
+// Row layout of the per-intersection gradient buffer.
+template <int C> struct Row {
+  static constexpr int MX = 0, MY = 1, CA = 2, CB = 3, CC = 4, COL = 5, OP = 5 + C, Z = 6 + C, AX = 7 + C,
+                       AY = 8 + C, D = 9 + C;
+};
+
+template <typename T, int C>
+void raster_bwd_impl(const T* means2d, const T* conics, const T* colors, const T* opac, const T* depths, const T* bg,
+                     const int64_t* tile_offsets, const int32_t* ids, int W, int H, const T* out_alpha,
+                     const int32_t* out_last, const T* v_rgb, const T* v_alpha, const T* v_depth, T* buf) {
+  using L = Row<C>;
+  const int tiles_x = (W + TILE - 1) / TILE, tiles_y = (H + TILE - 1) / TILE;
+  at::parallel_for(0, int64_t(tiles_x) * tiles_y, 1, [&](int64_t tb, int64_t te) {
+    alignas(64) T px[TP], py[TP], Tr[TP], Tf[TP], R[C][TP], RD[TP], G[C][TP], gA[TP], gD[TP];
+    alignas(64) int32_t last[TP];
+    for (int64_t t = tb; t < te; ++t) {
+      const int x0 = int(t % tiles_x) * TILE, y0 = int(t / tiles_x) * TILE;
+      const int w = std::min(TILE, W - x0), h = std::min(TILE, H - y0);
+      int32_t max_last = 0;
+      for (int p = 0; p < TP; ++p) {
+        const int xx = p % TILE, yy = p / TILE;
+        px[p] = T(x0 + xx) + T(0.5);
+        py[p] = T(y0 + yy) + T(0.5);
+        RD[p] = 0;
+        for (int c = 0; c < C; ++c) R[c][p] = bg[c];
+        if (xx < w && yy < h) {
+          const int64_t o = int64_t(y0 + yy) * W + (x0 + xx);
+          Tf[p] = Tr[p] = 1 - out_alpha[o];
+          last[p] = out_last[o];
+          for (int c = 0; c < C; ++c) G[c][p] = v_rgb[o * C + c];
+          gA[p] = v_alpha[o];
+          gD[p] = v_depth[o];
+        } else {
+          Tf[p] = Tr[p] = 1; last[p] = 0; gA[p] = gD[p] = 0;
+          for (int c = 0; c < C; ++c) G[c][p] = 0;
+        }
+        max_last = std::max(max_last, last[p]);
+      }
+      const int64_t start = tile_offsets[t], end = tile_offsets[t + 1];
+      for (int64_t k = start + max_last; k < end; ++k)
+        for (int d = 0; d < L::D; ++d) buf[k * L::D + d] = 0;
+      for (int64_t k = start + max_last - 1; k >= start; --k) {
+        const int32_t g = ids[k];
+        const T mx = means2d[2 * g], my = means2d[2 * g + 1];
+        const T ca = conics[3 * g], cb = conics[3 * g + 1], cc = conics[3 * g + 2];
+        const T op = opac[g], z = depths[g];
+        T col[C];
+        for (int c = 0; c < C; ++c) col[c] = colors[int64_t(g) * C + c];
+        const int32_t idx = int32_t(k - start);
+        T s_mx = 0, s_my = 0, s_ca = 0, s_cb = 0, s_cc = 0, s_op = 0, s_z = 0, s_ax = 0, s_ay = 0;
+        T s_c0 = 0, s_c1 = 0, s_c2 = 0, s_c3 = 0;
+#pragma omp simd reduction(+ : s_mx, s_my, s_ca, s_cb, s_cc, s_op, s_z, s_ax, s_ay, s_c0, s_c1, s_c2, s_c3)
+        for (int p = 0; p < TP; ++p) {
+          T dx = px[p] - mx, dy = py[p] - my;
+          T sigma = T(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy;
+          T e = fast_exp(-sigma);
+          T a = op * e;
+          bool unclamped = a < T(ALPHA_MAX);
+          T alpha = unclamped ? a : T(ALPHA_MAX);
+          bool blend = (sigma >= 0) & (alpha >= T(ALPHA_MIN)) & (idx < last[p]);
+          T one_m = 1 - alpha;
+          T Ti = Tr[p] / one_m;
+          T wgt = blend ? alpha * Ti : T(0);
+          T v_a = gD[p] * Ti * (z - RD[p]) + gA[p] * Tf[p] / one_m;
+          T cg[4] = {0, 0, 0, 0};
+          for (int c = 0; c < C; ++c) {
+            cg[c] = wgt * G[c][p];
+            v_a += G[c][p] * Ti * (col[c] - R[c][p]);
+            R[c][p] = blend ? col[c] * alpha + R[c][p] * one_m : R[c][p];
+          }
+          s_c0 += cg[0]; s_c1 += cg[1]; s_c2 += cg[2]; s_c3 += cg[3];
+          s_z += wgt * gD[p];
+          RD[p] = blend ? z * alpha + RD[p] * one_m : RD[p];
+          Tr[p] = blend ? Ti : Tr[p];
+          bool live = blend & unclamped;
+          T v_sigma = live ? -v_a * alpha : T(0);
+          s_op += live ? v_a * e : T(0);
+          s_ca += v_sigma * T(0.5) * dx * dx;
+          s_cb += v_sigma * dx * dy;
+          s_cc += v_sigma * T(0.5) * dy * dy;
+          T gx = -v_sigma * (ca * dx + cb * dy), gy = -v_sigma * (cc * dy + cb * dx);
+          s_mx += gx; s_my += gy;
+          s_ax += std::abs(gx); s_ay += std::abs(gy);
+        }
+        T* row = buf + k * L::D;
+        row[L::MX] = s_mx; row[L::MY] = s_my; row[L::CA] = s_ca; row[L::CB] = s_cb; row[L::CC] = s_cc;
+        const T sc[4] = {s_c0, s_c1, s_c2, s_c3};
+        for (int c = 0; c < C; ++c) row[L::COL + c] = sc[c];
+        row[L::OP] = s_op; row[L::Z] = s_z; row[L::AX] = s_ax; row[L::AY] = s_ay;
+      }
+    }
+  });
+}
+
+}  // namespace
+
+std::vector<at::Tensor> raster_fwd(const at::Tensor& means2d, const at::Tensor& conics, const at::Tensor& colors,
+                                   const at::Tensor& opacities, const at::Tensor& depths, const at::Tensor& background,
+                                   const at::Tensor& tile_offsets, const at::Tensor& ids, int64_t width,
+                                   int64_t height) {
+  for (auto* t : {&means2d, &conics, &colors, &opacities, &depths, &background, &tile_offsets, &ids})
+    check(*t, "rasterize input", -1);
+  const int64_t C = colors.size(1);
+  TORCH_CHECK(C >= 1 && C <= 4, "colors must have 1 to 4 channels");
+  auto opts = colors.options();
+  at::Tensor rgb = alloc({height, width, C}, opts), alpha = alloc({height, width}, opts),
+             depth = alloc({height, width}, opts), last = alloc({height, width}, opts.dtype(at::kInt));
+  AT_DISPATCH_FLOATING_TYPES(colors.scalar_type(), "raster_fwd", [&] {
+    using T = scalar_t;
+    auto run = [&](auto Cc) {
+      raster_fwd_impl<T, decltype(Cc)::value>(
+          means2d.data_ptr<T>(), conics.data_ptr<T>(), colors.data_ptr<T>(), opacities.data_ptr<T>(),
+          depths.data_ptr<T>(), background.data_ptr<T>(), tile_offsets.data_ptr<int64_t>(), ids.data_ptr<int32_t>(),
+          int(width), int(height), rgb.data_ptr<T>(), alpha.data_ptr<T>(), depth.data_ptr<T>(),
+          last.data_ptr<int32_t>());
+    };
+    switch (C) {
+      case 1: run(std::integral_constant<int, 1>()); break;
+      case 2: run(std::integral_constant<int, 2>()); break;
+      case 3: run(std::integral_constant<int, 3>()); break;
+      default: run(std::integral_constant<int, 4>()); break;
+    }
+  });
+  return {rgb, alpha, depth, last};
+}
+
+std::vector<at::Tensor> raster_bwd(const at::Tensor& means2d, const at::Tensor& conics, const at::Tensor& colors,
+                                   const at::Tensor& opacities, const at::Tensor& depths, const at::Tensor& background,
+                                   const at::Tensor& tile_offsets, const at::Tensor& ids, const at::Tensor& g_offsets,
+                                   const at::Tensor& g_inters, int64_t width, int64_t height, const at::Tensor& alpha,
+                                   const at::Tensor& last, const at::Tensor& v_rgb, const at::Tensor& v_alpha,
+                                   const at::Tensor& v_depth) {
+  for (auto* t : {&alpha, &last, &v_rgb, &v_alpha, &v_depth, &g_offsets, &g_inters}) check(*t, "rasterize input", -1);
+  const int64_t N = means2d.size(0), C = colors.size(1), M = ids.size(0);
+  auto opts = colors.options();
+  at::Tensor v_means2d = alloc({N, 2}, opts), v_conics = alloc({N, 3}, opts), v_colors = alloc({N, C}, opts),
+             v_opac = alloc({N}, opts), v_depths = alloc({N}, opts), absgrad = alloc({N, 2}, opts);
+  AT_DISPATCH_FLOATING_TYPES(colors.scalar_type(), "raster_bwd", [&] {
+    using T = scalar_t;
+    auto run = [&](auto Cc) {
+      constexpr int CC = decltype(Cc)::value;
+      using L = Row<CC>;
+      std::vector<T> buf(size_t(M) * L::D);
+      raster_bwd_impl<T, CC>(means2d.data_ptr<T>(), conics.data_ptr<T>(), colors.data_ptr<T>(),
+                             opacities.data_ptr<T>(), depths.data_ptr<T>(), background.data_ptr<T>(),
+                             tile_offsets.data_ptr<int64_t>(), ids.data_ptr<int32_t>(), int(width), int(height),
+                             alpha.data_ptr<T>(), last.data_ptr<int32_t>(), v_rgb.data_ptr<T>(), v_alpha.data_ptr<T>(),
+                             v_depth.data_ptr<T>(), buf.data());
+      const int64_t* go = g_offsets.data_ptr<int64_t>();
+      const int64_t* gi = g_inters.data_ptr<int64_t>();
+      T *vm = v_means2d.data_ptr<T>(), *vc = v_conics.data_ptr<T>(), *vcol = v_colors.data_ptr<T>(),
+        *vo = v_opac.data_ptr<T>(), *vd = v_depths.data_ptr<T>(), *ab = absgrad.data_ptr<T>();
+      at::parallel_for(0, N, 1024, [&](int64_t b, int64_t e) {
+        for (int64_t g = b; g < e; ++g) {
+          T s[L::D] = {};
+          for (int64_t j = go[g]; j < go[g + 1]; ++j) {
+            const T* row = &buf[size_t(gi[j]) * L::D];
+            for (int d = 0; d < L::D; ++d) s[d] += row[d];
+          }
+          vm[2 * g] = s[L::MX]; vm[2 * g + 1] = s[L::MY];
+          vc[3 * g] = s[L::CA]; vc[3 * g + 1] = s[L::CB]; vc[3 * g + 2] = s[L::CC];
+          for (int c = 0; c < CC; ++c) vcol[g * CC + c] = s[L::COL + c];
+          vo[g] = s[L::OP]; vd[g] = s[L::Z]; ab[2 * g] = s[L::AX]; ab[2 * g + 1] = s[L::AY];
+        }
+      });
+    };
+    switch (C) {
+      case 1: run(std::integral_constant<int, 1>()); break;
+      case 2: run(std::integral_constant<int, 2>()); break;
+      case 3: run(std::integral_constant<int, 3>()); break;
+      default: run(std::integral_constant<int, 4>()); break;
+    }
+  });
+  return {v_means2d, v_conics, v_colors, v_opac, v_depths, absgrad};
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("set_poison", &set_poison);
+  m.def("project_fwd", &project_fwd);
+  m.def("project_bwd", &project_bwd);
+  m.def("sh_fwd", &sh_fwd);
+  m.def("sh_bwd", &sh_bwd);
+  m.def("bin_gaussians", &bin_gaussians);
+  m.def("raster_fwd", &raster_fwd);
+  m.def("raster_bwd", &raster_bwd);
+}
