@@ -32,5 +32,7 @@ def cpu_ops():
     if not any(out.glob("lumen3d_splat_cpu*.so")):
         print(f"lumen3d: building the CPU kernels in {out} (first use only, about a minute)", file=sys.stderr)
     return load(name="lumen3d_splat_cpu", sources=[str(CSRC / "splat_cpu.cpp")], build_directory=str(out),
-                extra_cflags=["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-std=c++17"],
-                extra_include_paths=[str(CSRC)], verbose=False)
+                # -fopenmp: at::parallel_for is a header template whose pragmas need it; the
+                # extension then shares torch's own libgomp (same soname), so one thread pool.
+                extra_cflags=["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-std=c++17"],
+                extra_ldflags=["-fopenmp"], extra_include_paths=[str(CSRC)], verbose=False)

@@ -7,8 +7,10 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 #include <numeric>
+#include <type_traits>
 #include <vector>
 
 #include "splat_math.h"
@@ -64,6 +66,27 @@ template <typename T, typename F> std::vector<T> chunked_sum(int64_t n, int D, F
   for (int64_t c = 0; c < nchunks; ++c)
     for (int d = 0; d < D; ++d) total[d] += partial[c * D + d];
   return total;
+}
+
+// Stable LSD radix sort of `items` by a 32-bit key (positive floats sort as their bits), so
+// equal depths keep index order, as the reference's stable argsort does.
+template <typename F> void radix_sort_by_key(std::vector<int64_t>& items, F key) {
+  const size_t n = items.size();
+  std::vector<uint32_t> keys(n), keys2(n);
+  std::vector<int64_t> tmp(n);
+  for (size_t i = 0; i < n; ++i) keys[i] = key(items[i]);
+  for (int shift = 0; shift < 32; shift += 16) {
+    std::vector<size_t> count(65537, 0);
+    for (size_t i = 0; i < n; ++i) ++count[((keys[i] >> shift) & 0xFFFF) + 1];
+    for (size_t b = 0; b < 65536; ++b) count[b + 1] += count[b];
+    for (size_t i = 0; i < n; ++i) {
+      size_t dst = count[(keys[i] >> shift) & 0xFFFF]++;
+      tmp[dst] = items[i];
+      keys2[dst] = keys[i];
+    }
+    items.swap(tmp);
+    keys.swap(keys2);
+  }
 }
 
 }  // namespace
@@ -196,9 +219,17 @@ std::vector<at::Tensor> bin_gaussians(const at::Tensor& means2d, const at::Tenso
     at::parallel_for(0, N, 4096, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) tile_rect<T>(m + 2 * i, r[i], tiles_x, tiles_y, &rects[4 * i]);
     });
+    bool positive = true;
     for (int64_t i = 0; i < N; ++i)
-      if (rects[4 * i + 2] > rects[4 * i] && rects[4 * i + 3] > rects[4 * i + 1]) order.push_back(i);
-    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return d[a] < d[b] || (d[a] == d[b] && a < b); });
+      if (rects[4 * i + 2] > rects[4 * i] && rects[4 * i + 3] > rects[4 * i + 1]) {
+        order.push_back(i);
+        positive = positive && d[i] > 0;
+      }
+    if (std::is_same<T, float>::value && positive) {
+      radix_sort_by_key(order, [&](int64_t i) { uint32_t k; float f = float(d[i]); std::memcpy(&k, &f, 4); return k; });
+    } else {
+      std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return d[a] < d[b] || (d[a] == d[b] && a < b); });
+    }
   });
   at::Tensor g_offsets = at::zeros({N + 1}, means2d.options().dtype(at::kLong));
   int64_t* go = g_offsets.data_ptr<int64_t>();
@@ -254,23 +285,65 @@ namespace {
 
 constexpr int TP = TILE * TILE;
 
+template <typename I> inline bool any_lane(const I& mask) {
+  const I none = {};
+  return std::memcmp(&mask, &none, sizeof(I)) != 0;
+}
+
+template <typename V> inline typename std::remove_reference<decltype(V{}[0])>::type hsum(V v, int n) {
+  auto s = v[0];
+  for (int i = 1; i < n; ++i) s += v[i];
+  return s;
+}
+
+// A tile's pixels as NV vectors of NL lanes; padding pixels of edge tiles never blend.
+template <typename T> struct TilePixels {
+  using V = typename Vec<T>::V;
+  static constexpr int NL = Vec<T>::N, NV = TP / NL;
+  alignas(64) V px[NV], py[NV], inside[NV];
+  TilePixels(int x0, int y0, int w, int h) {
+    for (int q = 0; q < NV; ++q)
+      for (int l = 0; l < NL; ++l) {
+        int p = q * NL + l, xx = p % TILE, yy = p / TILE;
+        px[q][l] = T(x0 + xx) + T(0.5);
+        py[q][l] = T(y0 + yy) + T(0.5);
+        inside[q][l] = (xx < w && yy < h) ? T(1) : T(0);
+      }
+  }
+};
+
+// Rows [r0, r1) and row segments [s0, s1) of a tile (segments of NL pixels) that a Gaussian
+// can reach; false when it reaches none.
+template <typename T, int NL>
+inline bool tile_span(T mx, T my, T ca, T cb, T cc, T op, int x0, int y0, int& r0, int& r1, int& s0, int& s1) {
+  T rx, ry;
+  if (!alpha_box(ca, cb, cc, op, rx, ry)) return false;
+  r0 = std::max(0, int(std::floor(my - ry - T(y0))));
+  r1 = std::min(TILE, int(std::ceil(my + ry - T(y0))) + 1);
+  s0 = std::max(0, int(std::floor((mx - rx - T(x0)) / T(NL))));
+  s1 = std::min(TILE / NL, int(std::floor((mx + rx - T(x0)) / T(NL))) + 1);
+  return r0 < r1 && s0 < s1;
+}
+
 template <typename T, int C>
 void raster_fwd_impl(const T* means2d, const T* conics, const T* colors, const T* opac, const T* depths, const T* bg,
                      const int64_t* tile_offsets, const int32_t* ids, int W, int H, T* out_rgb, T* out_alpha,
                      T* out_depth, int32_t* out_last) {
+  using V = typename Vec<T>::V;
+  constexpr int NL = Vec<T>::N, NV = TP / NL;
   const int tiles_x = (W + TILE - 1) / TILE, tiles_y = (H + TILE - 1) / TILE;
   at::parallel_for(0, int64_t(tiles_x) * tiles_y, 1, [&](int64_t tb, int64_t te) {
-    alignas(64) T px[TP], py[TP], Tr[TP], acc[C][TP], accd[TP], done[TP];
-    alignas(64) int32_t last[TP];
+    const V zero = V{}, one = zero + T(1), amax = zero + T(ALPHA_MAX), amin = zero + T(ALPHA_MIN),
+            tmin = zero + T(T_MIN);
+    alignas(64) V Tr[NV], acc[C][NV], accd[NV], done[NV], last[NV];
     for (int64_t t = tb; t < te; ++t) {
       const int x0 = int(t % tiles_x) * TILE, y0 = int(t / tiles_x) * TILE;
       const int w = std::min(TILE, W - x0), h = std::min(TILE, H - y0);
-      for (int p = 0; p < TP; ++p) {
-        px[p] = T(x0 + p % TILE) + T(0.5);
-        py[p] = T(y0 + p / TILE) + T(0.5);
-        Tr[p] = 1; accd[p] = 0; last[p] = 0;
-        done[p] = (p % TILE < w && p / TILE < h) ? T(0) : T(1);  // padding pixels never blend
-        for (int c = 0; c < C; ++c) acc[c][p] = 0;
+      TilePixels<T> pix(x0, y0, w, h);
+      for (int q = 0; q < NV; ++q) {
+        Tr[q] = one; accd[q] = zero; last[q] = zero;
+        done[q] = one - pix.inside[q];
+        for (int c = 0; c < C; ++c) acc[c][q] = zero;
       }
       const int64_t start = tile_offsets[t], end = tile_offsets[t + 1];
       for (int64_t k = start; k < end; ++k) {
@@ -280,38 +353,44 @@ void raster_fwd_impl(const T* means2d, const T* conics, const T* colors, const T
         const T op = opac[g], z = depths[g];
         T col[C];
         for (int c = 0; c < C; ++c) col[c] = colors[int64_t(g) * C + c];
-        const int32_t idx = int32_t(k - start + 1);
-#pragma omp simd
-        for (int p = 0; p < TP; ++p) {
-          T dx = px[p] - mx, dy = py[p] - my;
-          T sigma = T(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy;
-          T alpha = std::min(op * fast_exp(-sigma), T(ALPHA_MAX));
-          bool valid = (sigma >= 0) & (alpha >= T(ALPHA_MIN)) & (done[p] == 0);
-          T test = Tr[p] * (1 - alpha);
-          bool stop = valid & (test < T(T_MIN));
-          bool blend = valid & !stop;
-          T wgt = blend ? alpha * Tr[p] : T(0);
-          for (int c = 0; c < C; ++c) acc[c][p] += wgt * col[c];
-          accd[p] += wgt * z;
-          Tr[p] = blend ? test : Tr[p];
-          last[p] = blend ? idx : last[p];
-          done[p] = stop ? T(1) : done[p];
+        const V idx = zero + T(k - start + 1);
+        int r0 = 0, r1 = 0, s0 = 0, s1 = 0;
+        tile_span<T, NL>(mx, my, ca, cb, cc, op, x0, y0, r0, r1, s0, s1);
+        for (int row = r0; row < r1; ++row)
+        for (int q = row * (TILE / NL) + s0; q < row * (TILE / NL) + s1; ++q) {
+          if (!any_lane(done[q] == zero)) continue;  // these pixels are saturated
+          V sigma = pixel_sigma(pix.px[q] - mx, pix.py[q] - my, ca, cb, cc);
+          V a = op * vexp(-sigma);
+          V alpha = a < amax ? a : amax;
+          auto valid = (sigma >= zero) & (alpha >= amin) & (done[q] == zero);
+          V test = Tr[q] * (one - alpha);
+          auto stop = valid & (test < tmin);
+          auto blend = valid & ~stop;
+          V wgt = blend ? alpha * Tr[q] : zero;
+          for (int c = 0; c < C; ++c) acc[c][q] += wgt * col[c];
+          accd[q] += wgt * z;
+          Tr[q] = blend ? test : Tr[q];
+          last[q] = blend ? idx : last[q];
+          done[q] = stop ? one : done[q];
         }
-        if (((k - start) & 31) == 31) {
-          T all = 1;
-          for (int p = 0; p < TP; ++p) all = std::min(all, done[p]);
-          if (all > 0) break;
+        if (((k - start) & 15) == 15) {  // every pixel saturated: the rest of the list is hidden
+          V m = done[0];
+          for (int q = 1; q < NV; ++q) m = done[q] < m ? done[q] : m;
+          T mn = m[0];
+          for (int l = 1; l < NL; ++l) mn = std::min<T>(mn, m[l]);
+          if (mn > 0) break;
         }
       }
-      for (int p = 0; p < TP; ++p) {
-        const int xx = p % TILE, yy = p / TILE;
-        if (xx >= w || yy >= h) continue;
-        const int64_t o = int64_t(y0 + yy) * W + (x0 + xx);
-        for (int c = 0; c < C; ++c) out_rgb[o * C + c] = acc[c][p] + Tr[p] * bg[c];
-        out_alpha[o] = 1 - Tr[p];
-        out_depth[o] = accd[p];
-        out_last[o] = last[p];
-      }
+      for (int q = 0; q < NV; ++q)
+        for (int l = 0; l < NL; ++l) {
+          const int p = q * NL + l, xx = p % TILE, yy = p / TILE;
+          if (xx >= w || yy >= h) continue;
+          const int64_t o = int64_t(y0 + yy) * W + (x0 + xx);
+          for (int c = 0; c < C; ++c) out_rgb[o * C + c] = acc[c][q][l] + Tr[q][l] * bg[c];
+          out_alpha[o] = 1 - Tr[q][l];
+          out_depth[o] = accd[q][l];
+          out_last[o] = int32_t(last[q][l]);
+        }
     }
   });
 }
@@ -327,32 +406,36 @@ void raster_bwd_impl(const T* means2d, const T* conics, const T* colors, const T
                      const int64_t* tile_offsets, const int32_t* ids, int W, int H, const T* out_alpha,
                      const int32_t* out_last, const T* v_rgb, const T* v_alpha, const T* v_depth, T* buf) {
   using L = Row<C>;
+  using V = typename Vec<T>::V;
+  constexpr int NL = Vec<T>::N, NV = TP / NL;
   const int tiles_x = (W + TILE - 1) / TILE, tiles_y = (H + TILE - 1) / TILE;
   at::parallel_for(0, int64_t(tiles_x) * tiles_y, 1, [&](int64_t tb, int64_t te) {
-    alignas(64) T px[TP], py[TP], Tr[TP], Tf[TP], R[C][TP], RD[TP], G[C][TP], gA[TP], gD[TP];
-    alignas(64) int32_t last[TP];
+    const V zero = V{}, one = zero + T(1), amax = zero + T(ALPHA_MAX), amin = zero + T(ALPHA_MIN);
+    alignas(64) V Tr[NV], Tf[NV], R[C][NV], RD[NV], G[C][NV], gA[NV], gD[NV], last[NV];
     for (int64_t t = tb; t < te; ++t) {
       const int x0 = int(t % tiles_x) * TILE, y0 = int(t / tiles_x) * TILE;
       const int w = std::min(TILE, W - x0), h = std::min(TILE, H - y0);
+      TilePixels<T> pix(x0, y0, w, h);
       int32_t max_last = 0;
-      for (int p = 0; p < TP; ++p) {
-        const int xx = p % TILE, yy = p / TILE;
-        px[p] = T(x0 + xx) + T(0.5);
-        py[p] = T(y0 + yy) + T(0.5);
-        RD[p] = 0;
-        for (int c = 0; c < C; ++c) R[c][p] = bg[c];
-        if (xx < w && yy < h) {
-          const int64_t o = int64_t(y0 + yy) * W + (x0 + xx);
-          Tf[p] = Tr[p] = 1 - out_alpha[o];
-          last[p] = out_last[o];
-          for (int c = 0; c < C; ++c) G[c][p] = v_rgb[o * C + c];
-          gA[p] = v_alpha[o];
-          gD[p] = v_depth[o];
-        } else {
-          Tf[p] = Tr[p] = 1; last[p] = 0; gA[p] = gD[p] = 0;
-          for (int c = 0; c < C; ++c) G[c][p] = 0;
+      for (int q = 0; q < NV; ++q) {
+        RD[q] = zero;
+        for (int c = 0; c < C; ++c) R[c][q] = zero + bg[c];
+        for (int l = 0; l < NL; ++l) {
+          const int p = q * NL + l, xx = p % TILE, yy = p / TILE;
+          if (xx < w && yy < h) {
+            const int64_t o = int64_t(y0 + yy) * W + (x0 + xx);
+            Tf[q][l] = Tr[q][l] = 1 - out_alpha[o];
+            last[q][l] = T(out_last[o]);
+            max_last = std::max(max_last, out_last[o]);
+            for (int c = 0; c < C; ++c) G[c][q][l] = v_rgb[o * C + c];
+            gA[q][l] = v_alpha[o];
+            gD[q][l] = v_depth[o];
+          } else {
+            Tf[q][l] = Tr[q][l] = 1;
+            last[q][l] = gA[q][l] = gD[q][l] = 0;
+            for (int c = 0; c < C; ++c) G[c][q][l] = 0;
+          }
         }
-        max_last = std::max(max_last, last[p]);
       }
       const int64_t start = tile_offsets[t], end = tile_offsets[t + 1];
       for (int64_t k = start + max_last; k < end; ++k)
@@ -364,47 +447,53 @@ void raster_bwd_impl(const T* means2d, const T* conics, const T* colors, const T
         const T op = opac[g], z = depths[g];
         T col[C];
         for (int c = 0; c < C; ++c) col[c] = colors[int64_t(g) * C + c];
-        const int32_t idx = int32_t(k - start);
-        T s_mx = 0, s_my = 0, s_ca = 0, s_cb = 0, s_cc = 0, s_op = 0, s_z = 0, s_ax = 0, s_ay = 0;
-        T s_c0 = 0, s_c1 = 0, s_c2 = 0, s_c3 = 0;
-#pragma omp simd reduction(+ : s_mx, s_my, s_ca, s_cb, s_cc, s_op, s_z, s_ax, s_ay, s_c0, s_c1, s_c2, s_c3)
-        for (int p = 0; p < TP; ++p) {
-          T dx = px[p] - mx, dy = py[p] - my;
-          T sigma = T(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy;
-          T e = fast_exp(-sigma);
-          T a = op * e;
-          bool unclamped = a < T(ALPHA_MAX);
-          T alpha = unclamped ? a : T(ALPHA_MAX);
-          bool blend = (sigma >= 0) & (alpha >= T(ALPHA_MIN)) & (idx < last[p]);
-          T one_m = 1 - alpha;
-          T Ti = Tr[p] / one_m;
-          T wgt = blend ? alpha * Ti : T(0);
-          T v_a = gD[p] * Ti * (z - RD[p]) + gA[p] * Tf[p] / one_m;
-          T cg[4] = {0, 0, 0, 0};
+        const V idx = zero + T(k - start);
+        V s_mx = zero, s_my = zero, s_ca = zero, s_cb = zero, s_cc = zero, s_op = zero, s_z = zero, s_ax = zero,
+          s_ay = zero, s_col[C];
+        for (int c = 0; c < C; ++c) s_col[c] = zero;
+        int r0 = 0, r1 = 0, s0 = 0, s1 = 0;
+        tile_span<T, NL>(mx, my, ca, cb, cc, op, x0, y0, r0, r1, s0, s1);
+        for (int row = r0; row < r1; ++row)
+        for (int q = row * (TILE / NL) + s0; q < row * (TILE / NL) + s1; ++q) {
+          if (!any_lane(idx < last[q])) continue;  // behind every lane's last blended Gaussian
+          V dx = pix.px[q] - mx, dy = pix.py[q] - my;
+          V sigma = pixel_sigma(dx, dy, ca, cb, cc);
+          V e = vexp(-sigma);
+          V a = op * e;
+          auto unclamped = a < amax;
+          V alpha = unclamped ? a : amax;
+          auto blend = (sigma >= zero) & (alpha >= amin) & (idx < last[q]);
+          V one_m = one - alpha;
+          V inv = one / one_m;
+          V Ti = Tr[q] * inv;
+          V wgt = blend ? alpha * Ti : zero;
+          V v_a = gD[q] * Ti * (z - RD[q]) + gA[q] * Tf[q] * inv;
           for (int c = 0; c < C; ++c) {
-            cg[c] = wgt * G[c][p];
-            v_a += G[c][p] * Ti * (col[c] - R[c][p]);
-            R[c][p] = blend ? col[c] * alpha + R[c][p] * one_m : R[c][p];
+            s_col[c] += wgt * G[c][q];
+            v_a += G[c][q] * Ti * (col[c] - R[c][q]);
+            R[c][q] = blend ? col[c] * alpha + R[c][q] * one_m : R[c][q];
           }
-          s_c0 += cg[0]; s_c1 += cg[1]; s_c2 += cg[2]; s_c3 += cg[3];
-          s_z += wgt * gD[p];
-          RD[p] = blend ? z * alpha + RD[p] * one_m : RD[p];
-          Tr[p] = blend ? Ti : Tr[p];
-          bool live = blend & unclamped;
-          T v_sigma = live ? -v_a * alpha : T(0);
-          s_op += live ? v_a * e : T(0);
+          s_z += wgt * gD[q];
+          RD[q] = blend ? z * alpha + RD[q] * one_m : RD[q];
+          Tr[q] = blend ? Ti : Tr[q];
+          auto live = blend & unclamped;
+          V v_sigma = live ? -v_a * alpha : zero;
+          s_op += live ? v_a * e : zero;
           s_ca += v_sigma * T(0.5) * dx * dx;
           s_cb += v_sigma * dx * dy;
           s_cc += v_sigma * T(0.5) * dy * dy;
-          T gx = -v_sigma * (ca * dx + cb * dy), gy = -v_sigma * (cc * dy + cb * dx);
-          s_mx += gx; s_my += gy;
-          s_ax += std::abs(gx); s_ay += std::abs(gy);
+          V gx = -v_sigma * (ca * dx + cb * dy), gy = -v_sigma * (cc * dy + cb * dx);
+          s_mx += gx;
+          s_my += gy;
+          s_ax += gx < zero ? -gx : gx;
+          s_ay += gy < zero ? -gy : gy;
         }
         T* row = buf + k * L::D;
-        row[L::MX] = s_mx; row[L::MY] = s_my; row[L::CA] = s_ca; row[L::CB] = s_cb; row[L::CC] = s_cc;
-        const T sc[4] = {s_c0, s_c1, s_c2, s_c3};
-        for (int c = 0; c < C; ++c) row[L::COL + c] = sc[c];
-        row[L::OP] = s_op; row[L::Z] = s_z; row[L::AX] = s_ax; row[L::AY] = s_ay;
+        row[L::MX] = hsum(s_mx, NL); row[L::MY] = hsum(s_my, NL);
+        row[L::CA] = hsum(s_ca, NL); row[L::CB] = hsum(s_cb, NL); row[L::CC] = hsum(s_cc, NL);
+        for (int c = 0; c < C; ++c) row[L::COL + c] = hsum(s_col[c], NL);
+        row[L::OP] = hsum(s_op, NL); row[L::Z] = hsum(s_z, NL);
+        row[L::AX] = hsum(s_ax, NL); row[L::AY] = hsum(s_ay, NL);
       }
     }
   });

@@ -364,19 +364,72 @@ HD void tile_rect(const T mean2d[2], int32_t radius, int tiles_x, int tiles_y, i
 }
 
 // ---------------------------------------------------------------- per-pixel compositing
-// α of one Gaussian at one pixel; returns false when it is skipped (σ < 0 or α < ALPHA_MIN).
-// `unclamped` tells whether α is below ALPHA_MAX (otherwise its gradient is zero).
-template <typename T>
-HD bool pixel_alpha(T px, T py, T mx, T my, T ca, T cb, T cc, T opacity, T& alpha, T& e, T& dx, T& dy,
-                    bool& unclamped) {
-  dx = px - mx;
-  dy = py - my;
-  T sigma = T(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy;
-  e = fast_exp(-sigma);
-  T a = opacity * e;
-  unclamped = a < T(ALPHA_MAX);
-  alpha = unclamped ? a : T(ALPHA_MAX);
-  return sigma >= 0 && alpha >= T(ALPHA_MIN);
+// Written for a scalar (CUDA: one pixel per thread) or a GCC vector of pixels (CPU SIMD);
+// the expressions are the same for both.
+template <typename V, typename S> HD V pixel_sigma(V dx, V dy, S ca, S cb, S cc) {
+  return S(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy;
+}
+
+// Box around a Gaussian outside which α < ALPHA_MIN for sure: σ ≥ ½dy²/Σyy for every dx
+// (and ½dx²/Σxx for every dy), so |d| ≤ sqrt(2 ln(255·opacity) Σ) bounds the pixels that
+// can blend. Adds a one-pixel margin for rounding. Returns false when nothing can blend.
+template <typename T> HD bool alpha_box(T ca, T cb, T cc, T opacity, T& rx, T& ry) {
+  T lim = log(opacity / T(ALPHA_MIN));
+  if (!(lim > 0)) return false;
+  T det = ca * cc - cb * cb;
+  rx = sqrt(T(2) * lim * cc / det) + T(1);
+  ry = sqrt(T(2) * lim * ca / det) + T(1);
+  return true;
 }
 
 }  // namespace splat
+
+#if !defined(__CUDACC__)
+namespace splat {
+// 256-bit vectors of pixels for the CPU path.
+template <typename T> struct Vec;
+#if defined(__AVX512F__)
+template <> struct Vec<float> {
+  typedef float V __attribute__((vector_size(64)));
+  typedef int32_t I __attribute__((vector_size(64)));
+  static constexpr int N = 16;
+};
+#else
+template <> struct Vec<float> {
+  typedef float V __attribute__((vector_size(32)));
+  typedef int32_t I __attribute__((vector_size(32)));
+  static constexpr int N = 8;
+};
+#endif
+template <> struct Vec<double> {
+  typedef double V __attribute__((vector_size(32)));
+  typedef int64_t I __attribute__((vector_size(32)));
+  static constexpr int N = 4;
+};
+
+inline Vec<float>::V vexp(Vec<float>::V x) {  // fast_exp, lane-wise
+  using V = Vec<float>::V;
+  using I = Vec<float>::I;
+  const V lo = V{} - 87.0f, hi = V{} + 88.0f, half = V{} + 0.5f;
+  x = x < lo ? lo : x;
+  x = x > hi ? hi : x;
+  V t = x * 1.44269504088896341f;
+  I ni = __builtin_convertvector(t + (t >= 0.0f ? half : -half), I);
+  V n = __builtin_convertvector(ni, V);
+  V g = x - n * 0.693359375f + n * 2.12194440e-4f;
+  V p = V{} + 1.9875691500e-4f;
+  p = p * g + 1.3981999507e-3f;
+  p = p * g + 8.3334519073e-3f;
+  p = p * g + 4.1665795894e-2f;
+  p = p * g + 1.6666665459e-1f;
+  p = p * g + 5.0000001201e-1f;
+  p = p * g * g + g + 1.0f;
+  I bits = (ni + 127) << 23;
+  return p * reinterpret_cast<V&>(bits);
+}
+inline Vec<double>::V vexp(Vec<double>::V x) {  // float64 is for tests: the library exp
+  for (int i = 0; i < 4; ++i) x[i] = std::exp(x[i]);
+  return x;
+}
+}  // namespace splat
+#endif
