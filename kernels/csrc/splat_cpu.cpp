@@ -19,6 +19,15 @@ using namespace splat;
 
 namespace {
 
+// at::parallel_for runs its body inline with one thread and in an OpenMP region otherwise;
+// if the compiler inlines the body into both, the two copies may contract multiply-adds
+// differently and results would depend on the thread count. One out-of-line body per call
+// site keeps them bit-identical.
+template <typename F> __attribute__((noinline)) void run_range(const F& f, int64_t b, int64_t e) { f(b, e); }
+template <typename F> void parallel_for(int64_t begin, int64_t end, int64_t grain, const F& f) {
+  at::parallel_for(begin, end, grain, [&](int64_t b, int64_t e) { run_range(f, b, e); });
+}
+
 bool g_poison = false;  // tests fill every output with NaN first, so unwritten elements show
 
 at::Tensor alloc(at::IntArrayRef shape, const at::TensorOptions& opts) {
@@ -58,7 +67,7 @@ template <typename T, typename F> std::vector<T> chunked_sum(int64_t n, int D, F
   constexpr int64_t CHUNK = 2048;
   int64_t nchunks = (n + CHUNK - 1) / CHUNK;
   std::vector<T> partial(static_cast<size_t>(std::max<int64_t>(nchunks, 1)) * D, T(0));
-  at::parallel_for(0, nchunks, 1, [&](int64_t b, int64_t e) {
+  parallel_for(0, nchunks, 1, [&](int64_t b, int64_t e) {
     for (int64_t c = b; c < e; ++c)
       for (int64_t i = c * CHUNK; i < std::min(n, (c + 1) * CHUNK); ++i) item(i, &partial[c * D]);
   });
@@ -107,7 +116,7 @@ std::vector<at::Tensor> project_fwd(const at::Tensor& means, const at::Tensor& q
     const T *m = means.data_ptr<T>(), *q = quats.data_ptr<T>(), *s = log_scales.data_ptr<T>();
     T *m2 = means2d.data_ptr<T>(), *co = conics.data_ptr<T>(), *de = depths.data_ptr<T>(), *cp = comp.data_ptr<T>();
     int32_t* ra = radii.data_ptr<int32_t>();
-    at::parallel_for(0, N, 1024, [&](int64_t b, int64_t e) {
+    parallel_for(0, N, 1024, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
         Projected<T> o = project_one<T>(m + 3 * i, q + 4 * i, s + 3 * i, cam);
         m2[2 * i] = o.mean2d[0]; m2[2 * i + 1] = o.mean2d[1];
@@ -154,7 +163,7 @@ std::vector<at::Tensor> project_bwd(const at::Tensor& means, const at::Tensor& q
         vv[4 * i + 3] = total[9 + i];
       }
     } else {
-      at::parallel_for(0, N, 1024, [&](int64_t b, int64_t e) {
+      parallel_for(0, N, 1024, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) item(i, nullptr);
       });
     }
@@ -172,7 +181,7 @@ at::Tensor sh_fwd(const at::Tensor& coeffs, const at::Tensor& means, const at::T
     at::Tensor cpos = campos.to(coeffs.scalar_type()).contiguous();
     const T *c = coeffs.data_ptr<T>(), *m = means.data_ptr<T>(), *cp = cpos.data_ptr<T>();
     T* out = colors.data_ptr<T>();
-    at::parallel_for(0, N, 1024, [&](int64_t b, int64_t e) {
+    parallel_for(0, N, 1024, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) sh_color_one<T>(int(degree), int(K), c + i * K * 3, m + 3 * i, cp, out + 3 * i);
     });
   });
@@ -216,7 +225,7 @@ std::vector<at::Tensor> bin_gaussians(const at::Tensor& means2d, const at::Tenso
     const T* m = means2d.data_ptr<T>();
     const T* d = depths.data_ptr<T>();
     const int32_t* r = radii.data_ptr<int32_t>();
-    at::parallel_for(0, N, 4096, [&](int64_t b, int64_t e) {
+    parallel_for(0, N, 4096, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) tile_rect<T>(m + 2 * i, r[i], tiles_x, tiles_y, &rects[4 * i]);
     });
     bool positive = true;
@@ -265,7 +274,7 @@ std::vector<at::Tensor> bin_gaussians(const at::Tensor& means2d, const at::Tenso
   int64_t* gi = g_inters.data_ptr<int64_t>();
   // Each thread owns a band of tile rows and walks all Gaussians front to back, so every
   // tile's list comes out depth-sorted without a per-tile sort.
-  at::parallel_for(0, tiles_y, 1, [&](int64_t yb, int64_t ye) {
+  parallel_for(0, tiles_y, 1, [&](int64_t yb, int64_t ye) {
     std::vector<int64_t> cursor(to + yb * tiles_x, to + ye * tiles_x);
     for (int64_t g : order) {
       const int* rc = &rects[4 * g];
@@ -332,7 +341,7 @@ void raster_fwd_impl(const T* means2d, const T* conics, const T* colors, const T
   using V = typename Vec<T>::V;
   constexpr int NL = Vec<T>::N, NV = TP / NL;
   const int tiles_x = (W + TILE - 1) / TILE, tiles_y = (H + TILE - 1) / TILE;
-  at::parallel_for(0, int64_t(tiles_x) * tiles_y, 1, [&](int64_t tb, int64_t te) {
+  parallel_for(0, int64_t(tiles_x) * tiles_y, 1, [&](int64_t tb, int64_t te) {
     const V zero = V{}, one = zero + T(1), amax = zero + T(ALPHA_MAX), amin = zero + T(ALPHA_MIN),
             tmin = zero + T(T_MIN);
     alignas(64) V Tr[NV], acc[C][NV], accd[NV], done[NV], last[NV];
@@ -409,7 +418,7 @@ void raster_bwd_impl(const T* means2d, const T* conics, const T* colors, const T
   using V = typename Vec<T>::V;
   constexpr int NL = Vec<T>::N, NV = TP / NL;
   const int tiles_x = (W + TILE - 1) / TILE, tiles_y = (H + TILE - 1) / TILE;
-  at::parallel_for(0, int64_t(tiles_x) * tiles_y, 1, [&](int64_t tb, int64_t te) {
+  parallel_for(0, int64_t(tiles_x) * tiles_y, 1, [&](int64_t tb, int64_t te) {
     const V zero = V{}, one = zero + T(1), amax = zero + T(ALPHA_MAX), amin = zero + T(ALPHA_MIN);
     alignas(64) V Tr[NV], Tf[NV], R[C][NV], RD[NV], G[C][NV], gA[NV], gD[NV], last[NV];
     for (int64_t t = tb; t < te; ++t) {
@@ -557,7 +566,7 @@ std::vector<at::Tensor> raster_bwd(const at::Tensor& means2d, const at::Tensor& 
       const int64_t* gi = g_inters.data_ptr<int64_t>();
       T *vm = v_means2d.data_ptr<T>(), *vc = v_conics.data_ptr<T>(), *vcol = v_colors.data_ptr<T>(),
         *vo = v_opac.data_ptr<T>(), *vd = v_depths.data_ptr<T>(), *ab = absgrad.data_ptr<T>();
-      at::parallel_for(0, N, 1024, [&](int64_t b, int64_t e) {
+      parallel_for(0, N, 1024, [&](int64_t b, int64_t e) {
         for (int64_t g = b; g < e; ++g) {
           T s[L::D] = {};
           for (int64_t j = go[g]; j < go[g + 1]; ++j) {
