@@ -34,5 +34,22 @@ def cpu_ops():
     return load(name="lumen3d_splat_cpu", sources=[str(CSRC / "splat_cpu.cpp")], build_directory=str(out),
                 # -fopenmp: at::parallel_for is a header template whose pragmas need it; the
                 # extension then shares torch's own libgomp (same soname), so one thread pool.
-                extra_cflags=["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-std=c++17"],
+                extra_cflags=["-O3", "-march=native", "-fopenmp", "-fno-math-errno"],
                 extra_ldflags=["-fopenmp"], extra_include_paths=[str(CSRC)], verbose=False)
+
+
+@functools.lru_cache(maxsize=None)
+def cuda_ops():
+    """The CUDA ops module (needs a CUDA build of torch and nvcc; built on first use)."""
+    import torch
+    from torch.utils.cpp_extension import load
+
+    if not torch.cuda.is_available():
+        raise RuntimeError("CUDA kernels need a CUDA build of torch and a visible GPU")
+    out = build_dir() / "cuda"
+    out.mkdir(exist_ok=True)
+    if not any(out.glob("lumen3d_splat_cuda*.so")):
+        print(f"lumen3d: building the CUDA kernels in {out} (first use only, a few minutes)", file=sys.stderr)
+    return load(name="lumen3d_splat_cuda", sources=[str(CSRC / "splat_cuda_bind.cpp"), str(CSRC / "splat_cuda.cu")],
+                build_directory=str(out), extra_cflags=["-O3"], extra_cuda_cflags=["-O3", "--expt-relaxed-constexpr"],
+                extra_include_paths=[str(CSRC)], verbose=False)

@@ -9,13 +9,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from kernels._build import cpu_ops
+from kernels._build import cpu_ops, cuda_ops
 
 
 def _ops(t: Tensor):
-    if t.device.type != "cpu":
-        raise NotImplementedError(f"no native kernels for device {t.device.type!r} yet (CPU only)")
-    return cpu_ops()
+    """The native module for the tensor's device: C++/OpenMP on CPU, CUDA on NVIDIA GPUs."""
+    if t.device.type == "cpu":
+        return cpu_ops()
+    if t.device.type == "cuda":
+        return cuda_ops()
+    raise NotImplementedError(f"no native kernels for device {t.device.type!r} (CPU and CUDA only)")
 
 
 class _Project(torch.autograd.Function):
@@ -32,7 +35,7 @@ class _Project(torch.autograd.Function):
     @staticmethod
     def backward(ctx, v_means2d, v_conics, v_depths, _v_radii, v_comp):
         means, quats, log_scales, viewmat, K, radii = ctx.saved_tensors
-        grads = [g.contiguous() if g is not None else torch.zeros(s, dtype=means.dtype)
+        grads = [g.contiguous() if g is not None else torch.zeros(s, dtype=means.dtype, device=means.device)
                  for g, s in ((v_means2d, (len(means), 2)), (v_conics, (len(means), 3)),
                               (v_depths, (len(means),)), (v_comp, (len(means),)))]
         v_means, v_quats, v_ls, v_view = _ops(means).project_bwd(
@@ -79,7 +82,7 @@ class _Rasterize(torch.autograd.Function):
         v_means2d, v_conics, v_colors, v_opac, v_depths, absgrad = _ops(colors).raster_bwd(
             means2d.contiguous(), conics.contiguous(), colors.contiguous(), opacities.contiguous(),
             depths.contiguous(), background.contiguous(), tile_offsets, ids, g_offsets, g_inters, *ctx.size,
-            alpha, last, z(v_rgb, torch.empty(alpha.shape + colors.shape[1:], dtype=alpha.dtype)),
+            alpha, last, z(v_rgb, torch.empty(alpha.shape + colors.shape[1:], dtype=alpha.dtype, device=alpha.device)),
             z(v_alpha, alpha), z(v_depth, alpha))
         if ctx.absgrad_out is not None:
             ctx.absgrad_out += absgrad
@@ -106,15 +109,16 @@ def sh_to_color(coeffs, means, campos, degree: int) -> Tensor:
 def bin_gaussians(means2d, radii, depths, width, height):
     """Native twin of `splat_reference.bin_gaussians`, plus the per-Gaussian inverse map:
     returns (tile_offsets, ids, g_offsets, g_inters)."""
-    return cpu_ops().bin_gaussians(means2d.detach().contiguous(), radii.contiguous(), depths.detach().contiguous(),
-                                   int(width), int(height))
+    return _ops(means2d).bin_gaussians(means2d.detach().contiguous(), radii.contiguous(),
+                                       depths.detach().contiguous(), int(width), int(height))
 
 
 def rasterize(means2d, conics, colors, opacities, depths, radii, width, height, background=None,
               absgrad_out: Tensor | None = None) -> dict[str, Tensor]:
     """Native twin of `splat_reference.rasterize`. When `absgrad_out` (N, 2) is given, the
     backward adds Σ over pixels of |∂L/∂mean2d| to it (the densification statistic)."""
-    bg = torch.zeros(colors.shape[1], dtype=colors.dtype) if background is None else background.to(colors.dtype)
+    bg = (torch.zeros(colors.shape[1], dtype=colors.dtype, device=colors.device) if background is None
+          else background.to(colors))
     bins = bin_gaussians(means2d, radii, depths, width, height)
     rgb, alpha, depth = _Rasterize.apply(means2d, conics, colors, opacities, depths, bg, bins, int(width),
                                          int(height), absgrad_out)
@@ -138,7 +142,7 @@ def rasterize_gaussians(means, quats, log_scales, opacities, colors_or_sh, viewm
     else:
         campos = -viewmat[:3, :3].T @ viewmat[:3, 3]
         colors = sh_to_color(colors_or_sh, means, campos, sh_degree)
-    absgrad_out = torch.zeros(len(means), 2, dtype=means.dtype) if absgrad else None
+    absgrad_out = torch.zeros(len(means), 2, dtype=means.dtype, device=means.device) if absgrad else None
     out = rasterize(proj["means2d"], proj["conics"], colors, opacities * proj["compensation"], proj["depths"],
                     proj["radii"], width, height, background, absgrad_out)
     out.update(proj)

@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <vector>
 
+#define SPLAT_CPU_SIMD
 #include "splat_math.h"
 
 using namespace splat;

@@ -384,9 +384,9 @@ template <typename T> HD bool alpha_box(T ca, T cb, T cc, T opacity, T& rx, T& r
 
 }  // namespace splat
 
-#if !defined(__CUDACC__)
+#if defined(SPLAT_CPU_SIMD) && !defined(__CUDACC__)
 namespace splat {
-// 256-bit vectors of pixels for the CPU path.
+// Vectors of pixels for the CPU path (GCC/Clang vector extensions; 512-bit with AVX-512).
 template <typename T> struct Vec;
 #if defined(__AVX512F__)
 template <> struct Vec<float> {
