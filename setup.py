@@ -32,6 +32,7 @@ setup(
         "scipy>=1.11",
         "tyro>=0.9",
         "rich>=13",
+        "psutil>=5.9",
     ],
     extras_require={"test": ["pytest>=8"]},
     entry_points={"console_scripts": ["lumen3d=engine.cli:main"]},

@@ -8,11 +8,25 @@ from engine.errors import InputError
 
 
 def _commands() -> dict:
+    from engine.jobs.bench import BenchJob
     from engine.jobs.demo import DemoJob, GenerateJob
     from engine.jobs.inspect import InspectJob
     from engine.jobs.sfm import SfmJob
 
-    return {"demo": DemoJob, "sfm": SfmJob, "generate": GenerateJob, "inspect": InspectJob}
+    return {"demo": DemoJob, "sfm": SfmJob, "generate": GenerateJob, "inspect": InspectJob, "bench": BenchJob}
+
+
+def _parse(args: list[str]):
+    """One tyro subcommand per job; a job whose config has a subcommand field nests (bench raster)."""
+    from typing import Annotated, Union
+
+    import tyro
+
+    commands = Union[tuple(Annotated[cls, tyro.conf.subcommand(name, description=(cls.__doc__ or "").split("\n")[0])]
+                           for name, cls in _commands().items())]
+    return tyro.cli(commands, args=args, prog="lumen3d", config=(tyro.conf.OmitSubcommandPrefixes,),
+                    description="lumen3d: reconstruct scenes from photos, fast on a CPU. "
+                                "Run `lumen3d demo` for the main job on built-in data.")
 
 
 def _log_to_file(message: str) -> None:
@@ -22,16 +36,10 @@ def _log_to_file(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import tyro
-
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        job = tyro.extras.subcommand_cli_from_dict(
-            _commands(), prog="lumen3d", args=args,
-            description="lumen3d: reconstruct scenes from photos, fast on a CPU. "
-                        "Run `lumen3d demo` for the main job on built-in data.")
-        job.run()
+        _parse(args).run()
         return 0
     except InputError as e:
         if debug:

@@ -1,5 +1,6 @@
 """Native ops (C++/OpenMP and CUDA), each with a plain-torch reference that is its specification.
 
-So far: `kernels.splat_reference`, the torch reference of the Gaussian-splatting ops
-(projection, SH colour, tile binning, rasterisation). The native kernels are tested against it.
+- `kernels.splat`: Gaussian splatting — `rasterize_gaussians` and its parts (projection, SH colour,
+  tile binning, compositing), forward and backward, on CPU and CUDA tensors.
+- `kernels.splat_reference`: the same ops in plain torch; the tests compare against it.
 """

@@ -83,7 +83,7 @@ class _Rasterize(torch.autograd.Function):
             means2d.contiguous(), conics.contiguous(), colors.contiguous(), opacities.contiguous(),
             depths.contiguous(), background.contiguous(), tile_offsets, ids, g_offsets, g_inters, *ctx.size,
             alpha, last, z(v_rgb, torch.empty(alpha.shape + colors.shape[1:], dtype=alpha.dtype, device=alpha.device)),
-            z(v_alpha, alpha), z(v_depth, alpha))
+            z(v_alpha, alpha), z(v_depth, alpha), ctx.absgrad_out is not None)
         if ctx.absgrad_out is not None:
             ctx.absgrad_out += absgrad
         return v_means2d, v_conics, v_colors, v_opac, v_depths, None, None, None, None, None

@@ -411,7 +411,9 @@ template <int C> struct Row {
                        AY = 8 + C, D = 9 + C;
 };
 
-template <typename T, int C>
+// AD: the loss reaches the alpha or depth images (else their terms are skipped);
+// ABS: accumulate Σ|∂L/∂mean2d| for densification.
+template <typename T, int C, bool AD, bool ABS>
 void raster_bwd_impl(const T* means2d, const T* conics, const T* colors, const T* opac, const T* depths, const T* bg,
                      const int64_t* tile_offsets, const int32_t* ids, int W, int H, const T* out_alpha,
                      const int32_t* out_last, const T* v_rgb, const T* v_alpha, const T* v_depth, T* buf) {
@@ -477,14 +479,17 @@ void raster_bwd_impl(const T* means2d, const T* conics, const T* colors, const T
           V inv = one / one_m;
           V Ti = Tr[q] * inv;
           V wgt = blend ? alpha * Ti : zero;
-          V v_a = gD[q] * Ti * (z - RD[q]) + gA[q] * Tf[q] * inv;
+          V v_a = zero;
+          if (AD) v_a = gD[q] * Ti * (z - RD[q]) + gA[q] * Tf[q] * inv;
           for (int c = 0; c < C; ++c) {
             s_col[c] += wgt * G[c][q];
             v_a += G[c][q] * Ti * (col[c] - R[c][q]);
             R[c][q] = blend ? col[c] * alpha + R[c][q] * one_m : R[c][q];
           }
-          s_z += wgt * gD[q];
-          RD[q] = blend ? z * alpha + RD[q] * one_m : RD[q];
+          if (AD) {
+            s_z += wgt * gD[q];
+            RD[q] = blend ? z * alpha + RD[q] * one_m : RD[q];
+          }
           Tr[q] = blend ? Ti : Tr[q];
           auto live = blend & unclamped;
           V v_sigma = live ? -v_a * alpha : zero;
@@ -495,8 +500,10 @@ void raster_bwd_impl(const T* means2d, const T* conics, const T* colors, const T
           V gx = -v_sigma * (ca * dx + cb * dy), gy = -v_sigma * (cc * dy + cb * dx);
           s_mx += gx;
           s_my += gy;
-          s_ax += gx < zero ? -gx : gx;
-          s_ay += gy < zero ? -gy : gy;
+          if (ABS) {
+            s_ax += gx < zero ? -gx : gx;
+            s_ay += gy < zero ? -gy : gy;
+          }
         }
         T* row = buf + k * L::D;
         row[L::MX] = hsum(s_mx, NL); row[L::MY] = hsum(s_my, NL);
@@ -546,8 +553,9 @@ std::vector<at::Tensor> raster_bwd(const at::Tensor& means2d, const at::Tensor& 
                                    const at::Tensor& tile_offsets, const at::Tensor& ids, const at::Tensor& g_offsets,
                                    const at::Tensor& g_inters, int64_t width, int64_t height, const at::Tensor& alpha,
                                    const at::Tensor& last, const at::Tensor& v_rgb, const at::Tensor& v_alpha,
-                                   const at::Tensor& v_depth) {
+                                   const at::Tensor& v_depth, bool want_absgrad) {
   for (auto* t : {&alpha, &last, &v_rgb, &v_alpha, &v_depth, &g_offsets, &g_inters}) check(*t, "rasterize input", -1);
+  const bool ad = v_alpha.ne(0).any().item<bool>() || v_depth.ne(0).any().item<bool>();
   const int64_t N = means2d.size(0), C = colors.size(1), M = ids.size(0);
   auto opts = colors.options();
   at::Tensor v_means2d = alloc({N, 2}, opts), v_conics = alloc({N, 3}, opts), v_colors = alloc({N, C}, opts),
@@ -558,11 +566,12 @@ std::vector<at::Tensor> raster_bwd(const at::Tensor& means2d, const at::Tensor& 
       constexpr int CC = decltype(Cc)::value;
       using L = Row<CC>;
       std::vector<T> buf(size_t(M) * L::D);
-      raster_bwd_impl<T, CC>(means2d.data_ptr<T>(), conics.data_ptr<T>(), colors.data_ptr<T>(),
-                             opacities.data_ptr<T>(), depths.data_ptr<T>(), background.data_ptr<T>(),
-                             tile_offsets.data_ptr<int64_t>(), ids.data_ptr<int32_t>(), int(width), int(height),
-                             alpha.data_ptr<T>(), last.data_ptr<int32_t>(), v_rgb.data_ptr<T>(), v_alpha.data_ptr<T>(),
-                             v_depth.data_ptr<T>(), buf.data());
+      auto impl = ad ? (want_absgrad ? raster_bwd_impl<T, CC, true, true> : raster_bwd_impl<T, CC, true, false>)
+                     : (want_absgrad ? raster_bwd_impl<T, CC, false, true> : raster_bwd_impl<T, CC, false, false>);
+      impl(means2d.data_ptr<T>(), conics.data_ptr<T>(), colors.data_ptr<T>(), opacities.data_ptr<T>(),
+           depths.data_ptr<T>(), background.data_ptr<T>(), tile_offsets.data_ptr<int64_t>(), ids.data_ptr<int32_t>(),
+           int(width), int(height), alpha.data_ptr<T>(), last.data_ptr<int32_t>(), v_rgb.data_ptr<T>(),
+           v_alpha.data_ptr<T>(), v_depth.data_ptr<T>(), buf.data());
       const int64_t* go = g_offsets.data_ptr<int64_t>();
       const int64_t* gi = g_inters.data_ptr<int64_t>();
       T *vm = v_means2d.data_ptr<T>(), *vc = v_conics.data_ptr<T>(), *vcol = v_colors.data_ptr<T>(),

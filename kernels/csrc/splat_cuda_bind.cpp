@@ -159,7 +159,7 @@ std::vector<at::Tensor> raster_bwd(const at::Tensor& means2d, const at::Tensor& 
                                    const at::Tensor& tile_offsets, const at::Tensor& ids, const at::Tensor& /*g_offsets*/,
                                    const at::Tensor& /*g_inters*/, int64_t width, int64_t height,
                                    const at::Tensor& alpha, const at::Tensor& last, const at::Tensor& v_rgb,
-                                   const at::Tensor& v_alpha, const at::Tensor& v_depth) {
+                                   const at::Tensor& v_alpha, const at::Tensor& v_depth, bool /*absgrad*/) {
   const int64_t N = means2d.size(0), C = colors.size(1);
   auto o = colors.options();
   at::Tensor vm = at::zeros({N, 2}, o), vc = at::zeros({N, 3}, o), vcol = at::zeros({N, C}, o),

@@ -1,0 +1,262 @@
+"""`lumen3d bench ...`: commands that print a table and write JSON records."""
+from __future__ import annotations
+
+import ctypes
+import logging
+import math
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal, Optional, Union
+
+import tyro
+
+log = logging.getLogger("lumen3d")
+
+
+def plausible_scene(n: int, width: int, height: int, sh_degree: int, seed: int, device: str = "cpu"):
+    """n Gaussians filling the view of a camera at the origin, 2 to 6 units deep, sized so
+    that together they cover the image a few times over (as a trained scene does), random
+    orientations, opacities in [0.1, 1), small SH coefficients. float32."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    z = torch.rand(n, generator=g) * 4 + 2
+    focal = 0.8 * max(width, height)
+    half_w, half_h = 0.5 * width / focal, 0.5 * height / focal
+    x = (torch.rand(n, generator=g) * 2 - 1) * z * half_w * 1.1
+    y = (torch.rand(n, generator=g) * 2 - 1) * z * half_h * 1.1
+    # screen area per Gaussian ≈ 4× (image area / n): each pixel sees a few dozen Gaussians
+    footprint_px = 2.0 * math.sqrt(width * height / n)
+    base = footprint_px / focal * z[:, None] / 3.0
+    log_scales = torch.log(base * (0.3 + torch.rand(n, 3, generator=g) * 1.2))
+    quats = torch.randn(n, 4, generator=g)
+    opacities = torch.rand(n, generator=g) * 0.9 + 0.1
+    sh = torch.randn(n, (sh_degree + 1) ** 2, 3, generator=g) * 0.2
+    viewmat = torch.eye(4)
+    K = torch.tensor([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1.0]])
+    out = [torch.stack([x, y, z], 1), quats, log_scales, opacities, sh, viewmat, K]
+    return [t.to(device) for t in out]
+
+
+class _PeakHeap:
+    """Peak heap in use above the level at entry, sampled every millisecond. glibc's
+    mallinfo2 counts exactly what is allocated (torch's CPU tensors and our buffers come from
+    malloc), unlike RSS, which keeps memory that was freed and reused."""
+
+    class _Info(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                         "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+    def __init__(self):
+        libc = ctypes.CDLL(None)
+        self._mallinfo2 = libc.mallinfo2
+        self._mallinfo2.restype = self._Info
+
+    def _in_use(self) -> int:
+        info = self._mallinfo2()
+        return info.uordblks + info.hblkhd
+
+    def __enter__(self):
+        self.base = self.peak = self._in_use()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._in_use())
+            time.sleep(0.001)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def mb(self) -> float:
+        return (self.peak - self.base) / 2**20
+
+
+def _time_render(render, args, width, height, sh_degree, repeats, device):
+    """Median forward and backward milliseconds of render(*args) with a fixed random loss."""
+    import torch
+
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    w = torch.randn(height, width, 3, generator=torch.Generator().manual_seed(1)).to(device)
+    fwd, bwd = [], []
+    for _ in range(repeats):
+        leaves = [a.detach().clone().requires_grad_(True) for a in args[:5]]
+        sync()
+        t0 = time.perf_counter()
+        out = render(*leaves, *args[5:], width, height, sh_degree=sh_degree)
+        sync()
+        t1 = time.perf_counter()
+        (out["rgb"] * w).sum().backward()
+        sync()
+        t2 = time.perf_counter()
+        fwd.append((t1 - t0) * 1e3)
+        bwd.append((t2 - t1) * 1e3)
+    return statistics.median(fwd), statistics.median(bwd)
+
+
+def _gsplat_render(means, quats, log_scales, opacities, sh, viewmat, K, width, height, sh_degree):
+    import gsplat
+    import torch
+
+    colors, alphas, _ = gsplat.rasterization(means, quats, torch.exp(log_scales), opacities, sh, viewmat[None],
+                                             K[None], width, height, sh_degree=sh_degree)
+    return {"rgb": colors[0], "alpha": alphas[0, ..., 0]}
+
+
+@dataclass
+class BenchRaster:
+    """Rasterizer speed and memory, native kernels against the torch reference in the same run
+    (and gsplat on CUDA when it is installed)."""
+
+    json: Optional[Path] = None
+    """Write the records here (a JSON list, one record per case)."""
+    device: Literal["cpu", "cuda"] = "cpu"
+    sizes: tuple[int, ...] = (10_000, 100_000, 500_000)
+    """Numbers of Gaussians."""
+    resolutions: tuple[str, ...] = ("256x256", "800x800")
+    sh_degree: int = 3
+    repeats: int = 5
+    """Timed runs per case (the median is reported), after one warm-up."""
+    reference: bool = True
+    """Also time the torch reference where it fits (see --reference-budget)."""
+    reference_budget: int = 150_000_000
+    """Largest number of (pixel, Gaussian) pairs the reference is run on: it keeps about 55
+    bytes per pair for autograd (8 GB at the default). Above it the reference fields are null."""
+    seed: int = 0
+    debug: bool = False
+
+    def run(self) -> None:
+        import torch
+        from rich.table import Table
+
+        from engine.io import atomic_write_json
+        from engine.progress import console
+        from kernels import splat, splat_reference
+
+        if self.device == "cuda" and not torch.cuda.is_available():
+            from engine.errors import InputError
+            raise InputError(None, "--device cuda was asked for, but torch sees no CUDA GPU")
+        try:
+            import gsplat  # noqa: F401
+            have_gsplat = self.device == "cuda"
+        except ImportError:
+            have_gsplat = False
+        records = []
+        table = Table(title=f"rasterize forward + backward, SH degree {self.sh_degree}, {self.device}, "
+                            f"{torch.get_num_threads()} threads")
+        for col in ("Gaussians", "image", "fwd ms", "bwd ms", "fwd+bwd ms", "ref fwd ms", "ref bwd ms",
+                    "speed-up", "peak MB"):
+            table.add_column(col, justify="right")
+        for res in self.resolutions:
+            width, height = (int(v) for v in res.lower().split("x"))
+            for n in self.sizes:
+                args = plausible_scene(n, width, height, self.sh_degree, self.seed, self.device)
+                _time_render(splat.rasterize_gaussians, args, width, height, self.sh_degree, 1, self.device)
+                if self.device == "cuda":
+                    torch.cuda.reset_peak_memory_stats()
+                    fwd, bwd = _time_render(splat.rasterize_gaussians, args, width, height, self.sh_degree,
+                                            self.repeats, self.device)
+                    peak = torch.cuda.max_memory_allocated() / 2**20
+                else:
+                    with _PeakHeap() as mem:
+                        fwd, bwd = _time_render(splat.rasterize_gaussians, args, width, height, self.sh_degree,
+                                                self.repeats, self.device)
+                    peak = mem.mb
+                with torch.no_grad():
+                    out = splat.rasterize_gaussians(*args[:7], width, height, sh_degree=self.sh_degree)
+                    pairs = int(splat.bin_gaussians(out["means2d"], out["radii"], out["depths"], width,
+                                                    height)[1].numel()) * 256
+                ref_fwd = ref_bwd = None
+                if self.reference and self.device == "cpu" and pairs <= self.reference_budget:
+                    # no heap sampling here: mallinfo2 takes malloc's lock, and the reference
+                    # allocates constantly, so sampling would distort its time
+                    ref_fwd, ref_bwd = _time_render(splat_reference.render_gaussians, args, width, height,
+                                                    self.sh_degree, 1, self.device)
+                gs_fwd = gs_bwd = None
+                if have_gsplat:
+                    gs_fwd, gs_bwd = _time_render(_gsplat_render, args, width, height, self.sh_degree,
+                                                  self.repeats, self.device)
+                rec = {"n": n, "width": width, "height": height, "sh_degree": self.sh_degree, "fwd_ms": fwd,
+                       "bwd_ms": bwd, "ref_fwd_ms": ref_fwd, "ref_bwd_ms": ref_bwd, "peak_mem_mb": peak,
+                       "device": self.device, "threads": torch.get_num_threads(), "intersections": pairs // 256,
+                       "speedup_vs_ref": ((ref_fwd + ref_bwd) / (fwd + bwd)) if ref_fwd else None,
+                       "gsplat_fwd_ms": gs_fwd, "gsplat_bwd_ms": gs_bwd}
+                records.append(rec)
+                fmt = lambda v: "—" if v is None else f"{v:.1f}"  # noqa: E731
+                table.add_row(f"{n:,}", res, fmt(fwd), fmt(bwd), fmt(fwd + bwd), fmt(ref_fwd), fmt(ref_bwd),
+                              "—" if rec["speedup_vs_ref"] is None else f"{rec['speedup_vs_ref']:.0f}×",
+                              f"{peak:.0f}")
+                log.info("n=%d %s: fwd %.1f ms, bwd %.1f ms", n, res, fwd, bwd)
+        console.print(table)
+        if self.json:
+            atomic_write_json(self.json, records)
+            console.print(f"wrote {self.json}")
+
+
+@dataclass
+class BenchSfm:
+    """Structure from motion on the LLFF fern photos: registration, reprojection error and
+    rotation error against the poses LLFF ships, and time."""
+
+    data: Path = Path("../shared/data/fern")
+    """An LLFF scene (photos in images_8/ and poses_bounds.npy)."""
+    json: Optional[Path] = None
+    out: Path = Path("runs/bench-sfm")
+    """Where the SfM run directory goes (replaced)."""
+    seed: int = 0
+    debug: bool = False
+
+    def run(self) -> None:
+        import shutil
+
+        import numpy as np
+        from rich.table import Table
+
+        from engine.data import load_scene
+        from engine.data.align import pose_errors
+        from engine.io import atomic_write_json
+        from engine.progress import console
+        from engine.sfm import SfmOptions, run_sfm
+
+        ref = load_scene(self.data, downscale=8)
+        if self.out.exists():
+            shutil.rmtree(self.out)
+        self.out.mkdir(parents=True)
+        t = time.perf_counter()
+        result = run_sfm(ref.frames[0].image_path.parent, self.out, SfmOptions(), seed=self.seed)
+        seconds = time.perf_counter() - t
+        est = load_scene(self.out)
+        by_name = {f.name: f for f in ref.frames}
+        err = pose_errors(np.array([f.c2w for f in est.frames]),
+                          np.array([by_name[f.image_path.name].c2w for f in est.frames]))
+        rec = {"registered": result.registered, "total": result.total,
+               "mean_reprojection_error_px": result.mean_reprojection_error_px,
+               "rotation_error_deg_median": float(np.median(err["rotation_deg"])),
+               "rotation_error_deg_max": float(err["rotation_deg"].max()),
+               "center_error_rel_median": float(np.median(err["center_error_rel"])),
+               "seconds": seconds, "stages_s": result.seconds}
+        table = Table(title=f"SfM on {self.data}", show_header=False)
+        for k, v in rec.items():
+            table.add_row(k, str(v if not isinstance(v, float) else round(v, 4)))
+        console.print(table)
+        if self.json:
+            atomic_write_json(self.json, rec)
+
+
+@dataclass
+class BenchJob:
+    """Benchmarks: print a table and, with --json, write the records."""
+
+    case: tyro.conf.OmitSubcommandPrefixes[Union[Annotated[BenchRaster, tyro.conf.subcommand("raster")],
+                                                 Annotated[BenchSfm, tyro.conf.subcommand("sfm")]]]
+
+    def run(self) -> None:
+        self.case.run()
