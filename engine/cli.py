@@ -12,8 +12,10 @@ def _commands() -> dict:
     from engine.jobs.demo import DemoJob, GenerateJob
     from engine.jobs.inspect import InspectJob
     from engine.jobs.sfm import SfmJob
+    from engine.jobs.train import ExportJob, TrainJob
 
-    return {"demo": DemoJob, "sfm": SfmJob, "generate": GenerateJob, "inspect": InspectJob, "bench": BenchJob}
+    return {"demo": DemoJob, "sfm": SfmJob, "train": TrainJob, "export": ExportJob, "generate": GenerateJob,
+            "inspect": InspectJob, "bench": BenchJob}
 
 
 def _parse(args: list[str]):

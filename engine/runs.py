@@ -86,8 +86,8 @@ def _config_dict(cfg) -> dict:
     return json.loads(json.dumps(d, default=lambda o: os.fspath(o) if isinstance(o, os.PathLike) else str(o)))
 
 
-def start_run(job: str, opts: RunOptions, inputs: list[Path] = ()) -> Run:
-    """Create (or reuse with --overwrite) the run directory, write config.json, start the log.
+def start_run(job: str, opts: RunOptions, inputs: list[Path] = (), resume: bool = False) -> Run:
+    """Create (or reuse with --overwrite or `resume`) the run directory, write config.json, start the log.
 
     Refuses a run directory inside one of `inputs`, so a job never writes into its input.
     """
@@ -103,8 +103,8 @@ def start_run(job: str, opts: RunOptions, inputs: list[Path] = ()) -> Run:
         # may hold the user's files, so it is never written into.
         if not (root / "config.json").is_file():
             raise InputError(root, "exists, is not empty and holds no lumen3d run; choose another --out")
-        if not opts.overwrite:
-            raise InputError(root, "already holds a run; pass --overwrite or choose another --out")
+        if not opts.overwrite and not resume:
+            raise InputError(root, "already holds a run; pass --overwrite (or --resume) or choose another --out")
     for sub in ("", *SUBDIRS):
         (root / sub).mkdir(parents=True, exist_ok=True)
     device = resolve_device(opts.device)
