@@ -340,7 +340,8 @@ class Trainer:
                                     ffmpeg_log_level="error") as w:
                 for c2w in track(camera_path(c2ws, self.cfg.video_frames), "rendering video"):
                     rgb = self.render(frame, self.cfg.sh_degree, self.bg, c2w=c2w)["rgb"].clamp(0, 1)
-                    w.append_data((rgb.numpy() * 255).round().astype(np.uint8))
+                    h, w_ = rgb.shape[0] // 2 * 2, rgb.shape[1] // 2 * 2  # H.264 4:2:0 needs even sizes
+                    w.append_data((rgb[:h, :w_].numpy() * 255).round().astype(np.uint8))
         return path
 
     def export(self) -> dict:

@@ -195,3 +195,14 @@ def test_bad_ply_and_checkpoint_files_are_refused_clearly(tmp_path):
     assert r.returncode == 2 and "not a readable checkpoint" in r.stderr
     assert not (tmp_path / "pwned").exists()
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_video_from_odd_sized_images(data, tmp_path):
+    import imageio.v2 as imageio
+
+    r = run_cli("train", "gaussians", data / "lego", "--downscale", "9", "--max-steps", "5", "--init-points", "500",
+                "--eval-views", "1", "--video-frames", "4", "--out", tmp_path / "r")  # 89×89 images
+    assert r.returncode == 0, r.stderr[-3000:]
+    reader = imageio.get_reader(tmp_path / "r" / "renders" / "video.mp4")
+    assert reader.count_frames() == 4 and reader.get_data(0).shape == (88, 88, 3)

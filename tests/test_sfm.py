@@ -47,9 +47,14 @@ def test_sfm_on_fern_registers_all_and_matches_llff_poses(data, tmp_path):
 
 def test_main_job_reconstructs_the_built_in_scene(tmp_path):
     # a relative --out, as the README's command gives it
-    r = run_cli("demo", "--out", "demo", "--views", "20", "--width", "320", "--height", "240", cwd=tmp_path)
+    r = run_cli("demo", "--out", "demo", "--views", "20", "--width", "320", "--height", "240", "--train-steps", "200",
+                cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    # photos → SfM → Gaussians → metrics → video → PLY
+    assert m["steps"] == 200 and m["test"]["psnr"] > 20, m["test"]
+    for out in ("renders/video.mp4", "exports/point_cloud.ply", "exports/scene.splat", "checkpoints/last.pt"):
+        assert (tmp_path / "demo" / out).is_file(), out
     assert m["sfm"]["registered"] == m["sfm"]["total"] == 20
     assert m["sfm_vs_truth"]["rotation_error_deg_median"] < 0.5
     assert m["sfm_vs_truth"]["focal_error_rel"] < 0.02
