@@ -188,8 +188,17 @@ class Trainer:
         self.order: list[int] = []
 
     # ------------------------------------------------------------------ schedule and state
+    def progress(self, step: int) -> float:
+        """Fraction of the budget used: steps, or wall time with --max-minutes, whichever is
+        further along. The position learning rate and the densification window follow it, so
+        a time-limited run still anneals and stops densifying halfway."""
+        t = step / max(self.cfg.max_steps, 1)
+        if self.cfg.max_minutes:
+            t = max(t, self.train_seconds / (60 * self.cfg.max_minutes))
+        return min(t, 1.0)
+
     def means_lr(self, step: int) -> float:
-        t = min(step / max(self.cfg.max_steps, 1), 1.0)
+        t = self.progress(step)
         return self.extent * math.exp((1 - t) * math.log(self.cfg.lr_means) + t * math.log(self.cfg.lr_means_final))
 
     def state_dict(self) -> dict:
@@ -272,6 +281,8 @@ class Trainer:
                 for opt in self.optimizers.values():
                     opt.step()
                     opt.zero_grad(set_to_none=True)
+                if self.cfg.refine_stop is None and self.progress(step) >= 0.5 and self.strategy.refine_stop > step:
+                    self.strategy.refine_stop = step  # densify during the first half of the budget
                 stats = self.strategy.post_backward(step, out, self.params, self.optimizers, self.extent,
                                                     means_lr=self.means_lr(step), generator=self.gen)
                 if stats:
