@@ -206,3 +206,27 @@ def test_video_from_odd_sized_images(data, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     reader = imageio.get_reader(tmp_path / "r" / "renders" / "video.mp4")
     assert reader.count_frames() == 4 and reader.get_data(0).shape == (88, 88, 3)
+
+
+def test_llff_init_samples_points_inside_the_views_between_near_and_far(data):
+    from engine.train_gaussians import TrainGaussiansJob, Trainer
+
+    class NoRun:
+        def path(self, *parts):
+            raise AssertionError("the trainer must not write during init")
+
+    t = Trainer(TrainGaussiansJob(data=data / "fern", downscale=16, init_points=3000, max_steps=1), NoRun())
+    xyz = t.params["means"].detach().numpy().astype(np.float64)
+    near, far = t.scene.near_far.min(), t.scene.near_far.max()
+    seen = np.zeros(len(xyz), bool)
+    for i in t.train_idx:  # every point lies in front of some view, inside its image, within the bounds
+        f = t.scene.frames[i]
+        w2c = np.linalg.inv(f.c2w)
+        p = xyz @ w2c[:3, :3].T + w2c[:3, 3]
+        uv = f.intrinsics.project(p)
+        inside = (p[:, 2] > 0.99 * near) & (p[:, 2] < 1.01 * far) & (uv[:, 0] >= -1) & (uv[:, 0] <= f.intrinsics.width + 1) \
+            & (uv[:, 1] >= -1) & (uv[:, 1] <= f.intrinsics.height + 1)
+        seen |= inside
+    assert seen.all()
+    # coloured by the pixels they came from: not the grey of an uninformed init
+    assert G.sh_dc_to_rgb(t.params["sh_dc"].detach()[:, 0]).std(0).min() > 0.05

@@ -198,3 +198,25 @@ def test_atomic_writes_leave_no_partial_file(tmp_path):
             raise RuntimeError("crash mid-write")
     assert json.loads((tmp_path / "m.json").read_text()) == {"a": 1}
     assert os.listdir(tmp_path) == ["m.json"]
+
+
+def test_ssim_matches_a_direct_2d_window_and_psnr_is_exact():
+    import torch
+    import torch.nn.functional as F
+
+    from engine.losses import psnr, ssim
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(37, 29, 3, generator=g, dtype=torch.float64), torch.rand(37, 29, 3, generator=g, dtype=torch.float64)
+    x = torch.arange(11, dtype=torch.float64) - 5
+    w1 = torch.exp(-x * x / (2 * 1.5 ** 2))
+    w1 /= w1.sum()
+    w = (w1[:, None] * w1[None, :]).expand(3, 1, 11, 11)
+    blur = lambda t: F.conv2d(t.permute(2, 0, 1)[None], w, padding=5, groups=3)  # noqa: E731
+    mx, my = blur(a), blur(b)
+    sxx, syy, sxy = blur(a * a) - mx ** 2, blur(b * b) - my ** 2, blur(a * b) - mx * my
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    want = (((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (sxx + syy + c2))).mean()
+    assert torch.allclose(ssim(a, b), want, atol=1e-12)
+    assert torch.allclose(ssim(a, a), torch.tensor(1.0, dtype=torch.float64))
+    assert psnr(torch.zeros(4, 4, 3), torch.full((4, 4, 3), 0.1)) == pytest.approx(20.0)
