@@ -14,7 +14,7 @@
 #include <vector>
 
 #define SPLAT_CPU_SIMD
-#include "splat_math.h"
+#include "splat_torch.h"
 
 using namespace splat;
 
@@ -29,38 +29,10 @@ template <typename F> void parallel_for(int64_t begin, int64_t end, int64_t grai
   at::parallel_for(begin, end, grain, [&](int64_t b, int64_t e) { run_range(f, b, e); });
 }
 
-bool g_poison = false;  // tests fill every output with NaN first, so unwritten elements show
-
-at::Tensor alloc(at::IntArrayRef shape, const at::TensorOptions& opts) {
-  at::Tensor t = at::empty(shape, opts);
-  if (g_poison) {
-    if (at::isFloatingType(t.scalar_type())) t.fill_(std::numeric_limits<double>::quiet_NaN());
-    else t.fill_(std::numeric_limits<int32_t>::min());
-  }
-  return t;
-}
-
 void check(const at::Tensor& t, const char* name, int64_t dim) {
   TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor");
   TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
   TORCH_CHECK(dim < 0 || t.dim() == dim, name, " must have ", dim, " dimensions, got ", t.dim());
-}
-
-Camera make_camera(const at::Tensor& viewmat, const at::Tensor& K, int64_t width, int64_t height, double near_plane,
-                   double far_plane, double eps2d, bool antialiased) {
-  TORCH_CHECK(viewmat.numel() == 16 && K.numel() == 9, "viewmat must be 4x4 and K 3x3");
-  at::Tensor v = viewmat.to(at::kDouble).contiguous(), k = K.to(at::kDouble).contiguous();
-  const double* vp = v.data_ptr<double>();
-  const double* kp = k.data_ptr<double>();
-  Camera cam;
-  for (int i = 0; i < 3; ++i) {
-    for (int j = 0; j < 3; ++j) cam.R[3 * i + j] = vp[4 * i + j];
-    cam.t[i] = vp[4 * i + 3];
-  }
-  cam.fx = kp[0]; cam.fy = kp[4]; cam.cx = kp[2]; cam.cy = kp[5];
-  cam.width = static_cast<int>(width); cam.height = static_cast<int>(height);
-  cam.near_plane = near_plane; cam.far_plane = far_plane; cam.eps2d = eps2d; cam.antialiased = antialiased;
-  return cam;
 }
 
 // Sum per-item rows of width D over [0, n) in fixed chunks: the same bits for any thread count.
@@ -100,8 +72,6 @@ template <typename F> void radix_sort_by_key(std::vector<int64_t>& items, F key)
 }
 
 }  // namespace
-
-void set_poison(bool on) { g_poison = on; }
 
 std::vector<at::Tensor> project_fwd(const at::Tensor& means, const at::Tensor& quats, const at::Tensor& log_scales,
                                     const at::Tensor& viewmat, const at::Tensor& K, int64_t width, int64_t height,
@@ -306,6 +276,16 @@ template <typename V> inline typename std::remove_reference<decltype(V{}[0])>::t
   return s;
 }
 
+// One Gaussian's projected values, loaded once per tile-list entry.
+template <typename T, int C> struct TileGaussian {
+  T mx, my, ca, cb, cc, op, z, col[C];
+  TileGaussian(const T* means2d, const T* conics, const T* colors, const T* opac, const T* depths, int32_t g)
+      : mx(means2d[2 * g]), my(means2d[2 * g + 1]), ca(conics[3 * g]), cb(conics[3 * g + 1]),
+        cc(conics[3 * g + 2]), op(opac[g]), z(depths[g]) {
+    for (int c = 0; c < C; ++c) col[c] = colors[int64_t(g) * C + c];
+  }
+};
+
 // A tile's pixels as NV vectors of NL lanes; padding pixels of edge tiles never blend.
 template <typename T> struct TilePixels {
   using V = typename Vec<T>::V;
@@ -357,12 +337,9 @@ void raster_fwd_impl(const T* means2d, const T* conics, const T* colors, const T
       }
       const int64_t start = tile_offsets[t], end = tile_offsets[t + 1];
       for (int64_t k = start; k < end; ++k) {
-        const int32_t g = ids[k];
-        const T mx = means2d[2 * g], my = means2d[2 * g + 1];
-        const T ca = conics[3 * g], cb = conics[3 * g + 1], cc = conics[3 * g + 2];
-        const T op = opac[g], z = depths[g];
-        T col[C];
-        for (int c = 0; c < C; ++c) col[c] = colors[int64_t(g) * C + c];
+        const TileGaussian<T, C> gs(means2d, conics, colors, opac, depths, ids[k]);
+        const T mx = gs.mx, my = gs.my, ca = gs.ca, cb = gs.cb, cc = gs.cc, op = gs.op, z = gs.z;
+        const T* col = gs.col;
         const V idx = zero + T(k - start + 1);
         int r0 = 0, r1 = 0, s0 = 0, s1 = 0;
         tile_span<T, NL>(mx, my, ca, cb, cc, op, x0, y0, r0, r1, s0, s1);
@@ -453,12 +430,9 @@ void raster_bwd_impl(const T* means2d, const T* conics, const T* colors, const T
       for (int64_t k = start + max_last; k < end; ++k)
         for (int d = 0; d < L::D; ++d) buf[k * L::D + d] = 0;
       for (int64_t k = start + max_last - 1; k >= start; --k) {
-        const int32_t g = ids[k];
-        const T mx = means2d[2 * g], my = means2d[2 * g + 1];
-        const T ca = conics[3 * g], cb = conics[3 * g + 1], cc = conics[3 * g + 2];
-        const T op = opac[g], z = depths[g];
-        T col[C];
-        for (int c = 0; c < C; ++c) col[c] = colors[int64_t(g) * C + c];
+        const TileGaussian<T, C> gs(means2d, conics, colors, opac, depths, ids[k]);
+        const T mx = gs.mx, my = gs.my, ca = gs.ca, cb = gs.cb, cc = gs.cc, op = gs.op, z = gs.z;
+        const T* col = gs.col;
         const V idx = zero + T(k - start);
         V s_mx = zero, s_my = zero, s_ca = zero, s_cb = zero, s_cc = zero, s_op = zero, s_z = zero, s_ax = zero,
           s_ay = zero, s_col[C];
@@ -600,13 +574,4 @@ std::vector<at::Tensor> raster_bwd(const at::Tensor& means2d, const at::Tensor& 
   return {v_means2d, v_conics, v_colors, v_opac, v_depths, absgrad};
 }
 
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("set_poison", &set_poison);
-  m.def("project_fwd", &project_fwd);
-  m.def("project_bwd", &project_bwd);
-  m.def("sh_fwd", &sh_fwd);
-  m.def("sh_bwd", &sh_bwd);
-  m.def("bin_gaussians", &bin_gaussians);
-  m.def("raster_fwd", &raster_fwd);
-  m.def("raster_bwd", &raster_bwd);
-}
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) { SPLAT_DEFINE_MODULE(m); }

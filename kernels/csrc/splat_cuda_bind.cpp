@@ -2,50 +2,21 @@
 // module (splat_cpu.cpp), so kernels/splat.py picks a module by the tensors' device.
 #include <torch/extension.h>
 
-#include <limits>
 #include <vector>
 
 #include "splat_cuda.h"
+#include "splat_torch.h"
 
 using namespace splat;
 
 namespace {
-
-bool g_poison = false;
-
-at::Tensor alloc(at::IntArrayRef shape, const at::TensorOptions& opts) {
-  at::Tensor t = at::empty(shape, opts);
-  if (g_poison) {
-    if (at::isFloatingType(t.scalar_type())) t.fill_(std::numeric_limits<double>::quiet_NaN());
-    else t.fill_(std::numeric_limits<int32_t>::min());
-  }
-  return t;
-}
 
 void check(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor");
   TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
 }
 
-Camera make_camera(const at::Tensor& viewmat, const at::Tensor& K, int64_t width, int64_t height, double near_plane,
-                   double far_plane, double eps2d, bool antialiased) {
-  at::Tensor v = viewmat.to(at::kCPU, at::kDouble).contiguous(), k = K.to(at::kCPU, at::kDouble).contiguous();
-  const double* vp = v.data_ptr<double>();
-  const double* kp = k.data_ptr<double>();
-  Camera cam;
-  for (int i = 0; i < 3; ++i) {
-    for (int j = 0; j < 3; ++j) cam.R[3 * i + j] = vp[4 * i + j];
-    cam.t[i] = vp[4 * i + 3];
-  }
-  cam.fx = kp[0]; cam.fy = kp[4]; cam.cx = kp[2]; cam.cy = kp[5];
-  cam.width = int(width); cam.height = int(height);
-  cam.near_plane = near_plane; cam.far_plane = far_plane; cam.eps2d = eps2d; cam.antialiased = antialiased;
-  return cam;
-}
-
 }  // namespace
-
-void set_poison(bool on) { g_poison = on; }
 
 std::vector<at::Tensor> project_fwd(const at::Tensor& means, const at::Tensor& quats, const at::Tensor& log_scales,
                                     const at::Tensor& viewmat, const at::Tensor& K, int64_t width, int64_t height,
@@ -177,13 +148,4 @@ std::vector<at::Tensor> raster_bwd(const at::Tensor& means2d, const at::Tensor& 
   return {vm, vc, vcol, vo, vd, ab};
 }
 
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("set_poison", &set_poison);
-  m.def("project_fwd", &project_fwd);
-  m.def("project_bwd", &project_bwd);
-  m.def("sh_fwd", &sh_fwd);
-  m.def("sh_bwd", &sh_bwd);
-  m.def("bin_gaussians", &bin_gaussians);
-  m.def("raster_fwd", &raster_fwd);
-  m.def("raster_bwd", &raster_bwd);
-}
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) { SPLAT_DEFINE_MODULE(m); }

@@ -25,20 +25,23 @@ template <typename T> HD T clampv(T v, T lo, T hi) { return v < lo ? lo : (v > h
 // exp for the per-pixel loop. float: a branch-free Cephes-style polynomial (relative error
 // below 2e-7) that compilers vectorise; double: the library exp, so that float64 tests
 // compare with the torch reference to rounding.
-HD float fast_exp(float x) {
-  x = clampv(x, -87.0f, 88.0f);
-  float n = floorf(x * 1.44269504088896341f + 0.5f);
-  float g = x - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
+// e^g for |g| ≤ ln(2)/2 (Cephes' expf polynomial), for a float or a vector of floats.
+template <typename V> HD V exp_poly(V g) {
+  V p = g * 0.0f + 1.9875691500e-4f;
   p = p * g + 1.3981999507e-3f;
   p = p * g + 8.3334519073e-3f;
   p = p * g + 4.1665795894e-2f;
   p = p * g + 1.6666665459e-1f;
   p = p * g + 5.0000001201e-1f;
-  p = p * g * g + g + 1.0f;
+  return p * g * g + g + 1.0f;
+}
+
+HD float fast_exp(float x) {
+  x = clampv(x, -87.0f, 88.0f);
+  float n = floorf(x * 1.44269504088896341f + 0.5f);
   union { int32_t i; float f; } u;
-  u.i = (static_cast<int32_t>(n) + 127) << 23;
-  return p * u.f;
+  u.i = (static_cast<int32_t>(n) + 127) << 23;  // 2^n
+  return exp_poly(x - n * 0.693359375f + n * 2.12194440e-4f) * u.f;
 }
 HD double fast_exp(double x) { return exp(x); }
 
@@ -416,16 +419,8 @@ inline Vec<float>::V vexp(Vec<float>::V x) {  // fast_exp, lane-wise
   V t = x * 1.44269504088896341f;
   I ni = __builtin_convertvector(t + (t >= 0.0f ? half : -half), I);
   V n = __builtin_convertvector(ni, V);
-  V g = x - n * 0.693359375f + n * 2.12194440e-4f;
-  V p = V{} + 1.9875691500e-4f;
-  p = p * g + 1.3981999507e-3f;
-  p = p * g + 8.3334519073e-3f;
-  p = p * g + 4.1665795894e-2f;
-  p = p * g + 1.6666665459e-1f;
-  p = p * g + 5.0000001201e-1f;
-  p = p * g * g + g + 1.0f;
-  I bits = (ni + 127) << 23;
-  return p * reinterpret_cast<V&>(bits);
+  I bits = (ni + 127) << 23;  // 2^n
+  return exp_poly(x - n * 0.693359375f + n * 2.12194440e-4f) * reinterpret_cast<V&>(bits);
 }
 inline Vec<double>::V vexp(Vec<double>::V x) {  // float64 is for tests: the library exp
   for (int i = 0; i < 4; ++i) x[i] = std::exp(x[i]);
