@@ -94,3 +94,21 @@ def resolve_inside(root: Path, rel: str, source: str | os.PathLike) -> Path:
     if target != root_res and root_res not in target.parents:
         raise InputError(source, f"file path {rel!r} escapes the dataset folder {root}")
     return target
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """torch.load with weights_only=True (tensors and plain containers only, no code), with a
+    one-line InputError for a missing, damaged or unsafe file."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "checkpoint not found")
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as e:
+        reason = (str(e).strip().splitlines() or [""])[0][:160]
+        raise InputError(path, f"not a readable checkpoint ({e.__class__.__name__}: {reason})") from None
+    if not isinstance(state, dict) or "params" not in state:
+        raise InputError(path, "not a lumen3d checkpoint (no 'params')")
+    return state

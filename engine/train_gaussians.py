@@ -78,6 +78,8 @@ class TrainGaussiansJob(GaussianTrainOptions, RunOptions):
     def run(self):
         from engine.runs import start_run
 
+        if not self.data.exists():  # before a run directory is made for nothing
+            raise InputError(self.data, "dataset not found")
         run = start_run("train-gaussians", self, inputs=[self.data], resume=self.resume)
         return train(self, run)
 
@@ -402,11 +404,9 @@ def train(cfg: TrainGaussiansJob, run) -> dict:
     trainer = Trainer(cfg, run)
     ckpt = run.path("checkpoints", "last.pt")
     if cfg.resume and ckpt.is_file():
-        try:
-            state = torch.load(ckpt, weights_only=True)
-        except Exception as e:
-            raise InputError(ckpt, f"not a readable checkpoint ({e.__class__.__name__})") from None
-        trainer.load_state_dict(state, ckpt)
+        from engine.io import load_checkpoint
+
+        trainer.load_state_dict(load_checkpoint(ckpt), ckpt)
         log.info("resumed from %s at step %d", ckpt, trainer.step)
     elif cfg.resume:
         log.info("no checkpoint in %s: starting from scratch", run.root)

@@ -230,3 +230,18 @@ def test_llff_init_samples_points_inside_the_views_between_near_and_far(data):
     assert seen.all()
     # coloured by the pixels they came from: not the grey of an uninformed init
     assert G.sh_dc_to_rgb(t.params["sh_dc"].detach()[:, 0]).std(0).min() > 0.05
+
+
+def test_train_refuses_bad_input_in_one_line_without_side_effects(tmp_path, data):
+    r = run_cli("train", "gaussians", tmp_path / "nope", "--out", tmp_path / "run")
+    assert r.returncode == 2 and "nope: dataset not found" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "run").exists()
+    common = ["--downscale", "16", "--init-points", "200", "--eval-views", "1", "--video-frames", "0",
+              "--out", tmp_path / "r"]
+    assert run_cli("train", "gaussians", data / "lego", "--max-steps", "2", *common).returncode == 0
+    r = run_cli("train", "gaussians", data / "lego", "--max-steps", "4", "--resume", *common)
+    assert r.returncode == 2 and "last.pt: checkpoint was made with different training options" in r.stderr
+    (tmp_path / "r" / "checkpoints" / "last.pt").write_bytes(b"junk")
+    r = run_cli("train", "gaussians", data / "lego", "--max-steps", "2", "--resume", *common)
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("lumen3d: error:")]
+    assert r.returncode == 2 and len(lines) == 1 and "last.pt: not a readable checkpoint (" in lines[0]

@@ -34,9 +34,8 @@ class ExportJob:
     debug: bool = False
 
     def run(self) -> None:
-        import torch
-
         from engine.errors import InputError
+        from engine.io import load_checkpoint
         from engine.progress import console
         from scenes.gaussians import load_ply, save_ply, save_splat
 
@@ -45,10 +44,7 @@ class ExportJob:
             ckpt = src / "checkpoints" / "last.pt"
             if not ckpt.is_file():
                 raise InputError(src, "no checkpoints/last.pt: not a trained Gaussian run")
-            try:
-                params = torch.load(ckpt, weights_only=True)["params"]
-            except Exception as e:
-                raise InputError(ckpt, f"not a readable checkpoint ({e.__class__.__name__})") from None
+            params = load_checkpoint(ckpt)["params"]
             out = self.out or src / "exports" / f"scene.{self.format}"
         elif src.is_file():
             params = load_ply(src)
