@@ -13,9 +13,10 @@ def _commands() -> dict:
     from engine.jobs.inspect import InspectJob
     from engine.jobs.sfm import SfmJob
     from engine.jobs.train import ExportJob, TrainJob
+    from engine.jobs.view import ViewJob
 
     return {"demo": DemoJob, "sfm": SfmJob, "train": TrainJob, "export": ExportJob, "generate": GenerateJob,
-            "inspect": InspectJob, "bench": BenchJob}
+            "inspect": InspectJob, "view": ViewJob, "bench": BenchJob}
 
 
 def _parse(args: list[str]):

@@ -112,3 +112,20 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if not isinstance(state, dict) or "params" not in state:
         raise InputError(path, "not a lumen3d checkpoint (no 'params')")
     return state
+
+
+def write_mp4(path: str | os.PathLike, images, fps: float = 30.0) -> int:
+    """H.264 video of (H, W, 3) uint8 images, written atomically; odd sizes are cropped to even
+    (4:2:0 needs them). Returns the number of frames."""
+    import imageio.v2 as imageio
+    import numpy as np
+
+    n = 0
+    with atomic_path(path) as tmp:
+        with imageio.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", quality=8, macro_block_size=1,
+                                ffmpeg_log_level="error") as w:
+            for img in images:
+                h, w_ = img.shape[0] // 2 * 2, img.shape[1] // 2 * 2
+                w.append_data(np.ascontiguousarray(img[:h, :w_]))
+                n += 1
+    return n

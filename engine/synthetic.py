@@ -7,11 +7,7 @@ photos as a nerfstudio transforms.json, so every later stage can be checked agai
 """
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,19 +16,14 @@ from PIL import Image, ImageDraw
 from engine.data.cameras import Intrinsics, look_at
 from engine.data.nerfstudio import write_nerfstudio
 from engine.data.scene import Frame
-from engine.io import atomic_path
+from viewer.framing import View
+from viewer.geometry import Drawable
+from viewer.offscreen import Colours, OffscreenView, save_png
 
 log = logging.getLogger("lumen3d")
 
 SKY = (0.62, 0.74, 0.86)
 LOOK_AT = np.array([0.0, 0.0, 0.45])
-
-
-def _srgb_encode(x: np.ndarray) -> np.ndarray:
-    # Filament decodes textures and the background from sRGB and, with post-processing off,
-    # writes linear values: encoding once here makes the photos show the painted colours.
-    x = np.asarray(x, np.float64)
-    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(np.maximum(x, 0.0031308), 1 / 2.4) - 0.055)
 
 
 def procedural_texture(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -105,27 +96,6 @@ def orbit_cameras(views: int, width: int, height: int, radius: float = 4.2) -> l
     return cams
 
 
-@contextlib.contextmanager
-def _native_output_to_log():
-    """Filament prints its start-up lines from C++ straight to fd 1/2; send them to the log."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 1)
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-            tmp.seek(0)
-            for line in tmp.read().decode("utf-8", "replace").splitlines():
-                log.debug("open3d: %s", line)
-
-
 def generate_scene(out: Path, views: int = 32, width: int = 400, height: int = 300, seed: int = 0) -> list[Frame]:
     """Render the scene into out/images/ and write out/transforms.json with the true cameras."""
     import open3d as o3d
@@ -134,27 +104,21 @@ def generate_scene(out: Path, views: int = 32, width: int = 400, height: int = 3
     from engine.progress import track
 
     rng = np.random.default_rng(seed)
-    o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
-    with _native_output_to_log():
-        renderer = rendering.OffscreenRenderer(width, height)
-    renderer.scene.view.set_post_processing(False)  # no tone mapping: the texture colours as painted
-    renderer.scene.set_background([*_srgb_encode(SKY), 1.0])
-    for name, mesh, tex in scene_meshes(rng):
-        mat = rendering.MaterialRecord()
-        mat.shader = "defaultUnlit"
-        encoded = np.round(_srgb_encode(tex / 255.0) * 255).astype(np.uint8)
-        mat.albedo_img = o3d.geometry.Image(np.ascontiguousarray(encoded))
-        renderer.scene.add_geometry(name, mesh, mat)
-    (out / "images").mkdir(parents=True, exist_ok=True)
     frames = []
-    for k, (intr, c2w) in enumerate(track(orbit_cameras(views, width, height), "rendering built-in photos")):
-        renderer.setup_camera(intr.K, np.linalg.inv(c2w), width, height)
-        img = np.asarray(renderer.render_to_image())
-        path = out / "images" / f"frame_{k:04d}.png"
-        with atomic_path(path) as tmp:
-            Image.fromarray(img).save(tmp, format="PNG")
-        frames.append(Frame(path.name, path, intr, c2w))
-    del renderer
+    colours = Colours(linear=False)  # unlit textures, written as painted
+    with OffscreenView(width, height, background=SKY, lit=False, colours=colours) as view:
+        for name, mesh, tex in scene_meshes(rng):
+            mat = rendering.MaterialRecord()
+            mat.shader = "defaultUnlit"
+            mat.albedo_img = o3d.geometry.Image(colours.texture(tex))
+            mesh.paint_uniform_color([1.0, 1.0, 1.0])  # Open3D multiplies textures by vertex colours, 0.5 when absent
+            view.add([Drawable(name, mesh, mat)])
+        (out / "images").mkdir(parents=True, exist_ok=True)
+        for k, (intr, c2w) in enumerate(track(orbit_cameras(views, width, height), "rendering built-in photos")):
+            img = view.render(View(intr.K, c2w, width, height))
+            path = out / "images" / f"frame_{k:04d}.png"
+            save_png(img, path)
+            frames.append(Frame(path.name, path, intr, c2w))
     write_nerfstudio(out / "transforms.json", frames, out)
     log.info("built-in scene: %d photos at %dx%d in %s", views, width, height, out)
     return frames

@@ -363,9 +363,7 @@ class Trainer:
 
     @torch.no_grad()
     def render_video(self) -> Path | None:
-        import imageio.v2 as imageio
-
-        from engine.io import atomic_path
+        from engine.io import write_mp4
         from engine.progress import track
 
         if self.cfg.video_frames <= 0:
@@ -373,13 +371,9 @@ class Trainer:
         c2ws = np.stack([self.scene.frames[i].c2w for i in self.train_idx])
         frame = self.scene.frames[self.train_idx[0]]
         path = self.run.path("renders", "video.mp4")
-        with atomic_path(path) as tmp:
-            with imageio.get_writer(tmp, fps=30, codec="libx264", quality=8, macro_block_size=1,
-                                    ffmpeg_log_level="error") as w:
-                for c2w in track(camera_path(c2ws, self.cfg.video_frames), "rendering video"):
-                    rgb = self.render(frame, self.cfg.sh_degree, self.bg, c2w=c2w)["rgb"].clamp(0, 1)
-                    h, w_ = rgb.shape[0] // 2 * 2, rgb.shape[1] // 2 * 2  # H.264 4:2:0 needs even sizes
-                    w.append_data((rgb[:h, :w_].numpy() * 255).round().astype(np.uint8))
+        write_mp4(path, ((self.render(frame, self.cfg.sh_degree, self.bg, c2w=c2w)["rgb"].clamp(0, 1).numpy() * 255)
+                         .round().astype(np.uint8)
+                         for c2w in track(camera_path(c2ws, self.cfg.video_frames), "rendering video")))
         return path
 
     def export(self) -> dict:

@@ -138,3 +138,24 @@ def save_splat(params: dict[str, Tensor], path: str | os.PathLike) -> None:
     rec["rgba"], rec["rot"] = rgba[order].numpy(), rot[order].numpy()
     with atomic_path(path) as tmp:
         tmp.write_bytes(rec.tobytes())
+
+
+def load_splat(path: str | os.PathLike) -> dict[str, Tensor]:
+    """Read antimatter15's .splat (degree-0 colour; opacity and rotation quantised to 8 bits)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    data = path.read_bytes()
+    if not data or len(data) % 32:
+        raise InputError(path, f"not a .splat file: {len(data)} bytes is not a positive multiple of 32")
+    rec = np.frombuffer(data, dtype=[("pos", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rot", "u1", 4)])
+    if not (np.isfinite(rec["pos"]).all() and np.isfinite(rec["scale"]).all()) or (rec["scale"] <= 0).any():
+        raise InputError(path, "non-finite positions or non-positive scales")
+    rgba = torch.from_numpy(rec["rgba"].astype(np.float32) / 255.0)
+    alpha = rgba[:, 3].clamp(0.5 / 255, 1 - 0.5 / 255)
+    quats = torch.from_numpy((rec["rot"].astype(np.float32) - 128.0) / 128.0)
+    quats[quats.norm(dim=1) == 0, 0] = 1.0
+    n = len(rec)
+    return {"means": torch.from_numpy(rec["pos"].copy()), "log_scales": torch.from_numpy(np.log(rec["scale"])),
+            "quats": quats, "opacity_logits": torch.log(alpha / (1 - alpha)),
+            "sh_dc": rgb_to_sh_dc(rgba[:, :3]).reshape(n, 1, 3), "sh_rest": torch.zeros(n, 0, 3)}

@@ -22,9 +22,9 @@ def _cache_dir(tmp_path_factory):
     os.environ["LUMEN3D_CACHE"] = str(tmp_path_factory.mktemp("cache"))
 
 
-def run_cli(*args, cwd=None, timeout=600) -> subprocess.CompletedProcess:
-    """Run `lumen3d ARGS` as a user would, in a fresh process."""
-    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(REPO)}
+def run_cli(*args, cwd=None, timeout=600, env=None) -> subprocess.CompletedProcess:
+    """Run `lumen3d ARGS` as a user would, in a fresh process (environment `env`, default ours)."""
+    env = {**(os.environ if env is None else env), "COLUMNS": "200", "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)], capture_output=True,
                           text=True, cwd=cwd, timeout=timeout, env=env)
 

@@ -14,6 +14,34 @@ _TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2
           "float": "f4", "float32": "f4", "double": "f8", "float64": "f8"}
 
 
+def ply_elements(path: str | os.PathLike) -> dict[str, tuple[int, list[str]]]:
+    """The header's elements: name -> (count, property names). Tells a mesh, a point cloud
+    and a Gaussian-splat file apart without reading the data."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "PLY file not found")
+    elements: dict[str, tuple[int, list[str]]] = {}
+    with open(path, "rb") as f:
+        if f.readline().strip() != b"ply":
+            raise InputError(path, "not a PLY file (no 'ply' magic line)")
+        for _ in range(100_000):
+            line = f.readline()
+            if not line:
+                break
+            words = line.decode("ascii", "replace").split()
+            if words[:1] == ["end_header"]:
+                return elements
+            try:
+                if words[:1] == ["element"]:
+                    elements[words[1]] = (int(words[2]), [])
+                    current = words[1]
+                elif words[:1] == ["property"]:
+                    elements[current][1].append(words[-1])
+            except (IndexError, ValueError, NameError):
+                raise InputError(path, f"bad PLY header line {line.decode('ascii', 'replace').strip()!r}") from None
+    raise InputError(path, "PLY header has no 'end_header'")
+
+
 def read_ply_vertices(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """The vertex element's properties by name. Only a leading 'vertex' element is read."""
     path = Path(path)
