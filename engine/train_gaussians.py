@@ -69,6 +69,10 @@ class GaussianTrainOptions:
     video_frames: int = 90
     kill_at_step: Optional[int] = None
     """Testing aid: SIGKILL this process when it reaches this step, as a crash would."""
+    live_view: Literal["off", "png", "window"] = "off"
+    """Show the scene while it trains: rendered to <run>/renders/live.png, or in a window."""
+    live_every: float = 10.0
+    """Seconds between live-view updates (training only pays for a copy of the Gaussians)."""
 
 
 @dataclass(kw_only=True)
@@ -143,6 +147,7 @@ class Trainer:
         from scenes import gaussians as G
 
         self.cfg, self.run = cfg, run
+        self.live = None  # viewer.live.LivePreview when --live-view is on
         self.gen = torch.Generator().manual_seed(cfg.seed)
         scene = load_scene(cfg.data, cfg.format, cfg.downscale)
         bg = cfg.background or ((1.0, 1.0, 1.0) if scene.format == "blender" else (0.0, 0.0, 0.0))
@@ -321,7 +326,11 @@ class Trainer:
                                f"PSNR {psnr(out['rgb'].detach(), target):.2f}  N {len(self.params['means']):,}")
                 if step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
+                if self.live is not None:
+                    self.live.offer(self.params, step)
         self.save_checkpoint()
+        if self.live is not None:
+            self.live.offer(self.params, self.step, final=True)
         return {"refinements": stats_log[-20:]}
 
     # ------------------------------------------------------------------ evaluation and outputs
@@ -361,6 +370,15 @@ class Trainer:
         return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "views": len(idx),
                 "lpips": None, "lpips_note": "not computed: its backbone weights are not available locally"}
 
+    def live_camera(self):
+        """The first training camera, at most 640 pixels wide: what the live view shows."""
+        from viewer.framing import camera_view
+
+        frame = self.scene.frames[self.train_idx[0]]
+        i = frame.intrinsics
+        scale = min(1.0, 640 / i.width)
+        return camera_view(frame.c2w, i, max(16, round(i.width * scale)), max(16, round(i.height * scale)))
+
     @torch.no_grad()
     def render_video(self) -> Path | None:
         from engine.io import write_mp4
@@ -388,7 +406,7 @@ class Trainer:
 def _config_fingerprint(cfg) -> str:
     keep = {k: v for k, v in asdict(cfg).items()
             if k not in ("resume", "out", "overwrite", "debug", "max_minutes", "kill_at_step", "eval_views",
-                         "video_frames", "checkpoint_every", "device")}
+                         "video_frames", "checkpoint_every", "device", "live_view", "live_every")}
     return repr(sorted((k, str(v)) for k, v in keep.items()))
 
 
@@ -404,7 +422,20 @@ def train(cfg: TrainGaussiansJob, run) -> dict:
         log.info("resumed from %s at step %d", ckpt, trainer.step)
     elif cfg.resume:
         log.info("no checkpoint in %s: starting from scratch", run.root)
-    extra = trainer.train()
+    live = None
+    if cfg.live_view != "off":
+        from viewer.live import LivePreview
+
+        live = trainer.live = LivePreview(trainer.live_camera(), cfg.live_every, run.path("renders", "live.png"),
+                                          tuple(trainer.bg.tolist()))
+    if cfg.live_view == "window":
+        extra = live.run_window(trainer.train)
+    else:
+        if live is not None:
+            live.start_offscreen()
+        extra = trainer.train()
+    if live is not None:
+        extra["live_view"] = {"mode": cfg.live_view, **live.close()}
     test = trainer.evaluate()
     video = trainer.render_video()
     exports = trainer.export()

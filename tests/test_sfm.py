@@ -53,7 +53,8 @@ def test_main_job_reconstructs_the_built_in_scene(tmp_path):
     m = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     # photos → SfM → Gaussians → metrics → video → PLY
     assert m["steps"] == 200 and m["test"]["psnr"] > 20, m["test"]
-    for out in ("renders/video.mp4", "exports/point_cloud.ply", "exports/scene.splat", "checkpoints/last.pt"):
+    for out in ("renders/video.mp4", "renders/view.png", "exports/point_cloud.ply", "exports/scene.splat",
+                "checkpoints/last.pt"):
         assert (tmp_path / "demo" / out).is_file(), out
     assert m["sfm"]["registered"] == m["sfm"]["total"] == 20
     assert m["sfm_vs_truth"]["rotation_error_deg_median"] < 0.5

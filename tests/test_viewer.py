@@ -43,14 +43,15 @@ def known_ply(tmp_path_factory):
     return path
 
 
-def test_known_splats_render_their_colours_where_they_are(known_ply, tmp_path):
+@pytest.mark.parametrize("mode", ["auto", "native"])
+def test_known_splats_render_their_colours_where_they_are(known_ply, tmp_path, mode):
     from viewer.samples import SPLAT_CENTRES, SPLAT_COLOURS
 
     out = tmp_path / "splats.png"
     before = tree_digest(known_ply.parent)
-    r = run_cli("view", known_ply, "--png", out, "--width", W, "--height", H, *TOP)
+    r = run_cli("view", known_ply, "--png", out, "--width", W, "--height", H, "--splats", mode, *TOP)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "Open3D's Gaussian-splat renderer" in r.stderr
+    assert ("lumen3d's rasterizer" if mode == "auto" else "Open3D's Gaussian-splat renderer") in r.stderr
     assert tree_digest(known_ply.parent) == before
     img = png(out)
     assert img.shape == (H, W, 3)
@@ -64,23 +65,63 @@ def test_known_splats_render_their_colours_where_they_are(known_ply, tmp_path):
         assert (img[corner[1], corner[0]] >= 250).all(), corner  # background between and around them
 
 
+def test_splats_and_other_geometry_occlude_each_other(known_ply, tmp_path):
+    """Rasterized splats and Open3D's drawing are merged by depth: a box in front of a splat
+    hides it, a box behind the splats is hidden where they are opaque."""
+    import open3d as o3d
+
+    from viewer.samples import SPLAT_COLOURS
+
+    for z, in_front in ((1.0, True), (-1.5, False)):
+        box = o3d.geometry.TriangleMesh.create_box(0.6, 0.6, 0.2)
+        box.translate([-1.3, -1.3, z])
+        box.paint_uniform_color([0.1, 0.1, 0.1])
+        box.compute_vertex_normals()
+        mesh = tmp_path / f"box{z}.ply"
+        o3d.io.write_triangle_mesh(str(mesh), box)
+        out = tmp_path / f"occ{z}.png"
+        r = run_cli("view", known_ply, mesh, "--png", out, "--width", W, "--height", H, *TOP)
+        assert r.returncode == 0, r.stderr[-2000:]
+        img = png(out)
+        red_centre = top_view().project(np.array([[-1.0, -1.0, 0.0]]))[0]
+        pixel = img[int(red_centre[1]), int(red_centre[0])]
+        red = 255 * (0.99 * SPLAT_COLOURS[0] + 0.01)
+        if in_front:
+            assert pixel.max() < 120, pixel  # the dark box covers the red splat's centre
+        else:
+            assert np.abs(pixel - red).max() <= 4, pixel  # the splat covers the box
+
+
 def test_native_splats_match_our_rasterizer(known_ply):
-    """Open3D's splat renderer and our kernels draw the same picture of the same file."""
+    """Open3D's splat renderer and our kernels draw the same picture of the same splats: the
+    four known ones closely; 3000 random round ones, 30 of them large, in a 960×720 image to
+    within 8/255 on average (drawn whole, Open3D 0.20 drops the large ones: 40–60/255; drawn in
+    pieces as show.py does, 5.5/255)."""
+    from engine.data.cameras import look_at
     from kernels.splat import rasterize_gaussians
     from scenes.gaussians import load_ply
-    from viewer.content import load_content
+    from viewer.content import Gaussians
+    from viewer.framing import View, pinhole
     from viewer.show import ShowScene, render_frames
 
-    view = top_view()
-    scene = ShowScene(load_content(known_ply), np.array([0, 1.0, 0]))
-    theirs = next(render_frames(scene, [view])).astype(int)
-    p = load_ply(known_ply)
-    ours = rasterize_gaussians(p["means"], p["quats"], p["log_scales"], torch.sigmoid(p["opacity_logits"]),
-                               torch.cat([p["sh_dc"], p["sh_rest"]], 1), torch.from_numpy(view.w2c).float(),
-                               torch.from_numpy(view.K).float(), W, H, sh_degree=1, background=torch.ones(3))["rgb"]
-    ours = (ours.clamp(0, 1).numpy() * 255).round().astype(int)
-    diff = np.abs(theirs - ours)
-    assert diff.mean() < 1.0 and np.percentile(diff, 99.9) <= 12, (diff.mean(), diff.max())
+    g = torch.Generator().manual_seed(0)
+    n = 3000
+    rand = {"means": (torch.rand(n, 3, generator=g) - 0.5) * 3, "log_scales": torch.rand(n, 1, generator=g).repeat(1, 3) * 2 - 4.5,
+            "quats": torch.randn(n, 4, generator=g), "opacity_logits": torch.randn(n, generator=g),
+            "sh_dc": torch.randn(n, 1, 3, generator=g), "sh_rest": torch.randn(n, 3, 3, generator=g) * 0.2}
+    rand["log_scales"][:30] += 3.0
+    big = View(pinhole(960, 720, 50.0), look_at(np.array([2.0, -3.0, 2.5]), np.zeros(3), (0, 0, 1)), 960, 720)
+    for params, view, tol in ((load_ply(known_ply), top_view(), 1.0), (rand, big, 8.0)):
+        scene = ShowScene([Gaussians("g", params, None)], np.array([0, 0, 1.0]))
+        theirs = next(render_frames(scene, [view])).astype(int)
+        p = params
+        ours = rasterize_gaussians(p["means"], p["quats"], p["log_scales"], torch.sigmoid(p["opacity_logits"]),
+                                   torch.cat([p["sh_dc"], p["sh_rest"]], 1), torch.from_numpy(view.w2c).float(),
+                                   torch.from_numpy(view.K).float(), view.width, view.height, sh_degree=1,
+                                   background=torch.ones(3))["rgb"]
+        ours = (ours.clamp(0, 1).numpy() * 255).round().astype(int)
+        diff = np.abs(theirs - ours)
+        assert diff.mean() < tol, (len(p["means"]), diff.mean())
 
 
 def test_fallback_draws_splat_centres_in_their_dc_colour(known_ply, tmp_path):
@@ -294,3 +335,88 @@ def test_view_bad_input_is_one_clear_line(case, tmp_path, known_ply):
     assert "Traceback" not in r.stderr
     assert tree_digest(d) == before
     assert not (tmp_path / "o.png").exists()
+
+
+WINDOW_SCRIPT = """
+import sys, threading
+from pathlib import Path
+import open3d as o3d
+from viewer.framing import default_view
+from viewer.show import framing_items, load_scene_for_view
+from viewer.window import show_window
+
+scene = load_scene_for_view([Path(p) for p in sys.argv[2:]], offscreen=False)
+view = default_view(framing_items(scene), scene.up, 640, 480)
+app = o3d.visualization.gui.Application.instance
+
+def ready(vis):
+    if scene.sequence is not None:
+        vis.current_time = vis.animation_duration / 2
+    def save():
+        vis.export_current_image(sys.argv[1])
+        threading.Timer(1.0, lambda: app.post_to_main_thread(vis, vis.close)).start()
+    threading.Timer(1.0, lambda: app.post_to_main_thread(vis, save)).start()
+
+show_window(scene, view, on_ready=ready)
+print("closed")
+"""
+
+
+def test_interactive_window_shows_results_under_a_virtual_display(known_ply, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    from viewer.samples import write_stick_figure_sequence
+
+    if shutil.which("xvfb-run") is None:
+        if os.environ.get("CI"):
+            pytest.fail("xvfb-run is not on PATH in CI: the interactive window must be exercised")
+        pytest.skip("xvfb-run not installed")
+    seq = write_stick_figure_sequence(tmp_path / "seq", frames=6)  # Open3D 0.20 hangs closing a window with ≤ 4 timed geometries
+    for name, paths in (("splats", [known_ply]), ("sequence", [seq])):
+        out = tmp_path / f"{name}.png"
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        r = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", sys.executable, "-c", WINDOW_SCRIPT,
+                            str(out), *map(str, paths)], capture_output=True, text=True, timeout=120, env=env)
+        assert r.returncode == 0 and "closed" in r.stdout, r.stderr[-2000:]
+        img = png(out)
+        assert img.shape[0] > 100 and img.shape[1] > 100
+        background = np.median(img.reshape(-1, 3), 0)
+        assert (np.abs(img - background).max(-1) > 40).mean() > 0.002, name  # something drawn on it
+
+
+def test_live_view_follows_training_without_changing_it(data, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    import torch
+
+    from tests.conftest import REPO
+
+    common = ["--downscale", 8, "--max-steps", 60, "--init-points", 3000, "--eval-views", 1, "--video-frames", 0]
+    a = run_cli("train", "gaussians", data / "lego", "--out", tmp_path / "a", *common)
+    b = run_cli("train", "gaussians", data / "lego", "--out", tmp_path / "b", "--live-view", "png", "--live-every", 0,
+                *common)
+    assert a.returncode == 0 and b.returncode == 0, (a.stderr[-2000:], b.stderr[-2000:])
+    pa = torch.load(tmp_path / "a" / "checkpoints" / "last.pt", weights_only=True)["params"]
+    pb = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)["params"]
+    assert all(torch.equal(pa[k], pb[k]) for k in pa)  # the preview only reads
+    live = json.loads((tmp_path / "b" / "metrics.json").read_text())["live_view"]
+    assert live["error"] is None and live["renders"] >= 2, live
+    img = png(tmp_path / "b" / "renders" / "live.png")
+    assert img.shape == (100, 100, 3) and img.std() > 5  # lego at 1/8, the last state drawn
+
+    if shutil.which("xvfb-run") is None:
+        if os.environ.get("CI"):
+            pytest.fail("xvfb-run is not on PATH in CI: the live window must be exercised")
+        pytest.skip("xvfb-run not installed")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    r = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", sys.executable, "-m", "engine.cli", "train",
+                        "gaussians", str(data / "lego"), "--out", str(tmp_path / "c"), "--live-view", "window",
+                        "--live-every", "0", *map(str, common)], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]  # the window closed itself when training ended
+    live = json.loads((tmp_path / "c" / "metrics.json").read_text())["live_view"]
+    assert live["mode"] == "window" and live["renders"] >= 2, live

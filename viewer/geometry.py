@@ -15,7 +15,7 @@ log = logging.getLogger("lumen3d")
 
 CAMERA_COLOR = (0.95, 0.35, 0.1)
 BODY_COLOR = (0.72, 0.62, 0.55)
-SPLAT_MODES = ("auto", "native", "points")
+SPLAT_MODES = ("auto", "raster", "native", "points")
 
 
 @dataclass
@@ -34,13 +34,17 @@ def native_splats_available() -> bool:
     return hasattr(rendering.MaterialRecord(), "gaussian_splat_sh_degree")
 
 
-def resolve_splat_mode(mode: str) -> str:
-    if mode == "auto":
-        mode = "native" if native_splats_available() else "points"
-    elif mode == "native" and not native_splats_available():
-        from engine.errors import InputError
+def resolve_splat_mode(mode: str, offscreen: bool) -> str:
+    """auto: offscreen, our rasterizer (exact; Open3D 0.20's splat pass drops large splats, see
+    show.py); in a window, Open3D's splat renderer, or splat centres without one."""
+    from engine.errors import InputError
 
+    if mode == "auto":
+        return "raster" if offscreen else ("native" if native_splats_available() else "points")
+    if mode == "native" and not native_splats_available():
         raise InputError(None, "--splats native needs Open3D ≥ 0.20 (its Gaussian-splat renderer); use --splats points")
+    if mode == "raster" and not offscreen:
+        raise InputError(None, "--splats raster renders offscreen only (with --png or --video)")
     return mode
 
 
@@ -64,7 +68,7 @@ def splat_point_cloud(params: dict):
     # Open3D 0.20 drops the last splat that passes its opacity cull (seen with 2–5 known
     # splats): append a sub-pixel, barely opaque one to be dropped instead.
     p = {k: torch.cat([v, v[:1]]) for k, v in p.items()}
-    p["log_scales"][-1] = -30.0
+    p["log_scales"][-1] = -12.0
     p["opacity_logits"][-1] = math.log(0.005 / 0.995)
     t = lambda x: o3d.core.Tensor(np.ascontiguousarray(x.numpy().astype(np.float32)))  # noqa: E731
     pc = o3d.t.geometry.PointCloud(t(p["means"]))
@@ -253,7 +257,8 @@ def drawables(items: list[Item], splat_mode: str, extent: float, colours: Colour
     out: list[Drawable] = []
     for it in items:
         if isinstance(it, Gaussians):
-            out.append(gaussians_drawable(it, splat_mode, colours))
+            if splat_mode != "raster":  # raster: drawn by our kernels, composited in show.py
+                out.append(gaussians_drawable(it, splat_mode, colours))
         elif isinstance(it, Points):
             out.append(points_drawable(it, colours))
         elif isinstance(it, Mesh):

@@ -88,14 +88,19 @@ class OffscreenView:
     gave (see `Colours`). `lit` adds the viewer's lights for shaded surfaces."""
 
     def __init__(self, width: int, height: int, background=(1.0, 1.0, 1.0), lit: bool = True,
-                 colours: Colours = Colours()):
+                 colours: Colours = Colours(), crop: tuple[int, int] | None = None, margin: int = 0):
+        """`crop`: render in pieces of at most this size and stitch them (exact for a pinhole
+        camera: each piece is the same camera with its principal point shifted), each rendered
+        with `margin` pixels around it so that what is centred just outside still reaches in."""
         import open3d as o3d
         from open3d.visualization import rendering
 
         o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
         self.width, self.height = int(width), int(height)
+        self.piece = (min(self.width, crop[0]), min(self.height, crop[1])) if crop else (self.width, self.height)
+        self.margin = int(margin) if crop else 0
         with native_output_to_log():
-            self.renderer = rendering.OffscreenRenderer(self.width, self.height)
+            self.renderer = rendering.OffscreenRenderer(self.piece[0] + 2 * self.margin, self.piece[1] + 2 * self.margin)
         self.colours = colours
         scene = self.renderer.scene
         if lit:
@@ -129,19 +134,38 @@ class OffscreenView:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def set_view(self, view: View) -> None:
+    def _set_camera(self, view: View, x0: int, y0: int) -> None:
+        K = view.K.copy()
+        K[0, 2] -= x0 - self.margin
+        K[1, 2] -= y0 - self.margin
+        w, h = self.piece[0] + 2 * self.margin, self.piece[1] + 2 * self.margin
+        scale = max(float(np.linalg.norm(view.c2w[:3, 3])), 1.0)
+        self.renderer.setup_camera(K, view.w2c, w, h)
+        self.renderer.scene.camera.set_projection(K, 0.001 * scale, 1000.0 * scale, w, h)
+
+    def render(self, view: View) -> np.ndarray:
+        """(H, W, 3) uint8."""
         if (view.width, view.height) != (self.width, self.height):
             raise ValueError(f"view is {view.width}x{view.height}, renderer {self.width}x{self.height}")
-        lo_hi = max(float(np.linalg.norm(view.c2w[:3, 3])), 1.0)
-        self.renderer.setup_camera(view.K, view.w2c, self.width, self.height)
-        self.renderer.scene.camera.set_projection(view.K, 0.001 * lo_hi, 1000.0 * lo_hi, self.width, self.height)
+        w, h, m = *self.piece, self.margin
+        out = np.empty((self.height, self.width, 3), np.uint8)
+        for y0 in range(0, self.height, h):
+            for x0 in range(0, self.width, w):
+                self._set_camera(view, x0, y0)
+                with native_output_to_log():
+                    img = np.asarray(self.renderer.render_to_image())
+                hh, ww = min(h, self.height - y0), min(w, self.width - x0)
+                out[y0:y0 + hh, x0:x0 + ww] = img[m:m + hh, m:m + ww]
+        return self.colours.output(out)
 
-    def render(self, view: "View | None" = None) -> np.ndarray:
-        """(H, W, 3) uint8."""
-        if view is not None:
-            self.set_view(view)
+    def depth(self, view: View) -> np.ndarray:
+        """(H, W) camera-space depth of what was drawn (inf where nothing was)."""
+        if self.piece != (self.width, self.height) or self.margin:
+            raise ValueError("depth of a view rendered in pieces")
+        self._set_camera(view, 0, 0)
         with native_output_to_log():
-            return self.colours.output(np.asarray(self.renderer.render_to_image()).copy())
+            z = np.asarray(self.renderer.render_to_depth_image(z_in_view_space=True)).astype(np.float64)
+        return np.where(np.isfinite(z) & (z > 0), z, np.inf)
 
 
 def save_png(img: np.ndarray, path) -> None:

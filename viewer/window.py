@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 
 import numpy as np
 
@@ -12,9 +13,10 @@ from engine.errors import InputError
 from viewer.framing import View
 from viewer.offscreen import Colours
 
-KEYS_HELP = ("Mouse: left-drag rotates, right-drag pans, wheel zooms; shift+left-drag rolls. "
-             "Keys: H help, arrows/WASD move, +/- point size, R reset view. Panels: geometry list "
-             "(toggle each result), settings, and for sequences the time slider and play button.")
+KEYS_HELP = ("Mouse: left-drag rotates, Ctrl+left-drag pans, Shift+left-drag moves forward and back, the "
+             "wheel zooms. The panel on the right lists every result (tick to show or hide it), sets point "
+             "size, lighting and background, switches the mouse mode (Fly, Model), and holds the Actions; "
+             "a body sequence adds a time slider and a play button.")
 
 
 def has_display() -> bool:
@@ -23,7 +25,9 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def show_window(scene, view: View, title: str = "lumen3d") -> None:
+def show_window(scene, view: View, title: str = "lumen3d", on_ready=None) -> None:
+    """Open the window and run until it is closed. `on_ready(vis)`, if given, runs on the UI
+    thread once the first frames are drawn (scripts and tests use it to save and close)."""
     if not has_display():
         raise InputError(None, "no display to open a window on (DISPLAY/WAYLAND_DISPLAY unset); "
                                "render offscreen with --png FILE or --video FILE")
@@ -31,11 +35,16 @@ def show_window(scene, view: View, title: str = "lumen3d") -> None:
     from open3d.visualization import gui
 
     from engine.progress import console
+    from viewer.geometry import resolve_splat_mode
+
+    if scene.splat_mode == "raster":  # our rasterizer draws offscreen images only
+        scene.splat_mode = resolve_splat_mode("auto", offscreen=False)
 
     app = gui.Application.instance
     app.initialize()
     vis = o3d.visualization.O3DVisualizer(title, view.width, view.height)
     vis.show_settings = True
+    vis.show_skybox(False)
     vis.set_background(np.array([1.0, 1.0, 1.0, 1.0], np.float32), None)
     # the window encodes its output to sRGB itself (post-processing on)
     for d in scene.drawables(frame=None, colours=Colours(linear=True)):
@@ -48,13 +57,15 @@ def show_window(scene, view: View, title: str = "lumen3d") -> None:
     seq = scene.sequence
     if seq is not None:
         vis.animation_time_step = 1.0 / seq.seq.fps
-        vis.animation_duration = seq.seq.num_frames / seq.seq.fps
+        vis.animation_duration = max(seq.seq.num_frames / seq.seq.fps, 1.0)
         if seq.seq.frames:
             vis.add_action("Photo + keypoints", lambda v: _show_photo(app, seq, v.current_time))
     vis.add_action("Help", lambda v: v.show_message_box("lumen3d viewer", KEYS_HELP))
     vis.setup_camera(view.K, view.w2c, view.width, view.height)
     console.print(KEYS_HELP)
     app.add_window(vis)
+    if on_ready is not None:
+        threading.Timer(2.0, lambda: app.post_to_main_thread(vis, lambda: on_ready(vis))).start()
     app.run()
 
 

@@ -76,5 +76,13 @@ class DemoJob(GenerateJob):
             cfg = TrainGaussiansJob(data=run.root, out=run.root, seed=self.seed, max_steps=self.train_steps,
                                     background=SKY, video_frames=60, checkpoint_every=max(self.train_steps // 3, 1))
             train(cfg, run)
-        log.info("results in %s: metrics.json, renders/ (test views, video.mp4), exports/ (point_cloud.ply, "
-                 "scene.splat), transforms.json, sparse/0", run.root)
+            from viewer.framing import default_view
+            from viewer.offscreen import save_png
+            from viewer.show import framing_items, load_scene_for_view, render_frames
+
+            scene = load_scene_for_view([run.root])
+            view = default_view(framing_items(scene), scene.up, 960, 720)
+            save_png(next(render_frames(scene, [view])), run.path("renders", "view.png"))
+        log.info("results in %s: metrics.json, renders/ (test views, video.mp4, view.png), exports/ "
+                 "(point_cloud.ply, scene.splat), transforms.json, sparse/0; `lumen3d view %s` shows them",
+                 run.root, run.root)

@@ -41,8 +41,10 @@ class ViewJob:
     """Turntable frames."""
     fps: Optional[float] = None
     """Video frame rate (default: the sequence's, or 30)."""
-    splats: Literal["auto", "native", "points"] = "auto"
-    """Gaussian splats through Open3D's splat renderer (native, Open3D ≥ 0.20) or as points."""
+    splats: Literal["auto", "raster", "native", "points"] = "auto"
+    """Gaussian splats: our rasterizer under Open3D's drawing (raster, offscreen), Open3D's splat
+    renderer (native, Open3D ≥ 0.20), or their centres as points. auto: raster offscreen, native
+    in a window."""
     cameras: bool = True
     """Show camera frustums."""
     thumbnails: bool = True
@@ -73,8 +75,9 @@ class ViewJob:
         for out in (self.png, self.video):
             if out is not None and out.resolve() in inputs:
                 raise InputError(out, "would overwrite an input")
+        offscreen = self.png is not None or self.video is not None
         scene = load_scene_for_view(self.paths, self.splats, self.cameras, self.points, self.thumbnails,
-                                    self.side_by_side, self.up)
+                                    self.side_by_side, self.up, offscreen)
         for note in scene.notes:
             console.print(note)
         if self.png is None and self.video is None:
@@ -111,11 +114,10 @@ class ViewJob:
 
         from engine.data.cameras import look_at
         from engine.errors import InputError
-        from viewer.content import Cameras
         from viewer.framing import View, camera_view, default_view, orbit_view, content_bounds, pinhole
 
         if self.view_from is not None:
-            cams = [c for it in items if isinstance(it, Cameras) for c in zip(it.c2w, it.intrinsics)]
+            cams = [c for it in scene.cameras for c in zip(it.c2w, it.intrinsics)]
             if not 0 <= self.view_from < len(cams):
                 raise InputError(None, f"--view-from {self.view_from}: the content has {len(cams)} cameras")
             return camera_view(*cams[self.view_from], self.width, self.height)
