@@ -38,3 +38,13 @@ def tree_digest(root: Path) -> str:
             h.update(p.read_bytes())
             h.update(str(p.stat().st_mode).encode())
     return h.hexdigest()
+
+
+def assert_one_clear_line(r: subprocess.CompletedProcess, expected) -> None:
+    """Bad input: exit code 2, one `lumen3d: error:` line holding every expected part, no traceback."""
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("lumen3d: error:")]
+    assert len(lines) == 1, r.stderr[-2000:]
+    for part in expected:
+        assert part in lines[0], (part, lines[0])
+    assert "Traceback" not in r.stderr

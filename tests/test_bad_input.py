@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import run_cli, tree_digest
+from tests.conftest import assert_one_clear_line, run_cli, tree_digest
 
 
 def blender_dataset(root, n=3, size=8):
@@ -197,13 +197,7 @@ CASES = ["missing folder", "empty folder", "invalid JSON", "missing camera_angle
 def test_bad_input_is_one_clear_line(case, tmp_path, data):
     args, watched, expected = _setup(case, tmp_path, data)
     before = tree_digest(watched) if watched else None
-    r = run_cli(*args)
-    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
-    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("lumen3d: error:")]
-    assert len(lines) == 1, r.stderr[-2000:]
-    for part in expected:
-        assert part in lines[0], (part, lines[0])
-    assert "Traceback" not in r.stderr
+    assert_one_clear_line(run_cli(*args), expected)
     if watched:
         assert tree_digest(watched) == before, "the input was modified"
 
