@@ -1,0 +1,153 @@
+"""SMPL-family files the user gives (`--body-model PATH`), read without chumpy and without a
+plain `pickle.load`: the original pickles hold chumpy arrays and scipy sparse matrices, so a
+restricted unpickler maps exactly those classes (and numpy's) to inert stand-ins and refuses
+every other global — a pickle cannot run code here.
+"""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.errors import InputError
+from scenes.body import BodyModel
+
+
+class _Captured:
+    """Stand-in for chumpy arrays and scipy sparse matrices: keeps the pickled state only."""
+
+    def __init__(self, *args, **kwargs):
+        self.state = None
+
+    def __setstate__(self, state):
+        self.state = state
+
+    def array(self, source) -> np.ndarray:
+        s = self.state
+        if isinstance(s, dict) and "x" in s:  # chumpy.Ch: the value is its 'x'
+            return np.asarray(s["x"])
+        if isinstance(s, dict) and {"data", "indices", "indptr"} <= set(s):  # scipy CSC/CSR
+            shape = tuple(s.get("_shape") or s.get("shape"))
+            dense = np.zeros(shape)
+            data, indices, indptr = (np.asarray(s[k]) for k in ("data", "indices", "indptr"))
+            csr = self.kind.endswith("csr_matrix")
+            for i in range(len(indptr) - 1):
+                rows = indices[indptr[i]:indptr[i + 1]]
+                vals = data[indptr[i]:indptr[i + 1]]
+                if csr:
+                    dense[i, rows] = vals
+                else:
+                    dense[rows, i] = vals
+            return dense
+        raise InputError(source, f"cannot read a {self.kind} object from the pickle")
+
+
+def _stand_in(kind: str):
+    return type("Captured", (_Captured,), {"kind": kind})
+
+
+_NUMPY = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+          ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+          ("numpy._core.multiarray", "scalar")}
+
+
+_BUILTINS = {"object": object, "set": set, "frozenset": frozenset, "bytes": bytes, "bytearray": bytearray,
+             "complex": complex}  # data types only: none of them runs code
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) in _NUMPY:
+            import importlib
+
+            try:
+                return getattr(importlib.import_module(module), name)
+            except ImportError:  # numpy 1 pickles name numpy.core, numpy 2 numpy._core
+                return getattr(importlib.import_module(module.replace("numpy.core", "numpy._core")), name)
+        if (module, name) in (("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor")):
+            return _reconstructor
+        if module in ("__builtin__", "builtins") and name in _BUILTINS:
+            return _BUILTINS[name]
+        if (module, name) == ("_codecs", "encode"):  # how protocol-2 pickles from Python 3 carry bytes
+            import codecs
+
+            return lambda text, encoding="utf-8": codecs.encode(text, "latin1" if encoding == "latin1" else "utf-8")
+        if module.split(".")[0] == "chumpy" or module.startswith("scipy.sparse"):
+            return _stand_in(f"{module}.{name}")
+        raise pickle.UnpicklingError(f"refused global {module}.{name}")
+
+
+def _reconstructor(cls, base, state):
+    """copyreg._reconstructor for the stand-ins only (protocol-2 pickles of Python 2 objects)."""
+    if not (isinstance(cls, type) and issubclass(cls, _Captured)):
+        raise pickle.UnpicklingError(f"refused to rebuild {cls!r}")
+    return cls()
+
+
+def safe_unpickle(path: Path) -> object:
+    data = path.read_bytes()
+    try:
+        return _RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
+    except pickle.UnpicklingError as e:
+        raise InputError(path, f"pickle refused: {e}") from None
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
+        raise InputError(path, f"not a readable pickle ({e.__class__.__name__}: {e})") from None
+
+
+def _arrays(obj: dict, path: Path) -> dict[str, np.ndarray]:
+    out = {}
+    for k, v in obj.items():
+        if isinstance(v, _Captured):
+            v = v.array(path)
+        if isinstance(v, np.ndarray) or np.isscalar(v):
+            out[str(k)] = np.asarray(v)
+    return out
+
+
+def load_smpl(path: str | os.PathLike) -> BodyModel:
+    """SMPL / SMPL+H / SMPL-X from the original .pkl (chumpy inside) or an .npz of the same keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "body model file not found")
+    if path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                d = {k: z[k] for k in z.files}
+        except (ValueError, OSError) as e:
+            raise InputError(path, f"not a readable .npz body model ({e})") from None
+    else:
+        obj = safe_unpickle(path)
+        if not isinstance(obj, dict):
+            raise InputError(path, f"expected a dict of arrays, found {type(obj).__name__}")
+        d = _arrays(obj, path)
+    missing = [k for k in ("v_template", "shapedirs", "J_regressor", "weights", "kintree_table", "f") if k not in d]
+    if missing:
+        raise InputError(path, f"not an SMPL-family model: missing {', '.join(missing)}")
+    f32 = lambda a: torch.as_tensor(np.asarray(a, np.float64), dtype=torch.float32)  # noqa: E731
+    V = d["v_template"].shape[0]
+    posedirs = d.get("posedirs", np.zeros((V, 3, 0)))
+    parents = np.asarray(d["kintree_table"])[0].astype(np.int64).copy()
+    parents[0] = -1
+    model = BodyModel(f32(d["v_template"]), f32(d["shapedirs"]), f32(posedirs), f32(d["J_regressor"]),
+                      f32(d["weights"]), torch.as_tensor(parents), torch.as_tensor(np.asarray(d["f"], np.int64)),
+                      name=path.stem)
+    return model.check(path)
+
+
+def load_gmm_prior(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """SMPLify's GMM pose prior (gmm_08.pkl format): means (K, D), covars (K, D, D), weights (K,)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "GMM prior file not found")
+    obj = safe_unpickle(path)
+    d = _arrays(obj, path) if isinstance(obj, dict) else {}
+    if not {"means", "covars", "weights"} <= set(d):
+        raise InputError(path, "not a GMM prior: expected means, covars and weights")
+    m, c, w = d["means"], d["covars"], d["weights"]
+    if m.ndim != 2 or c.shape != (m.shape[0], m.shape[1], m.shape[1]) or w.shape != (m.shape[0],):
+        raise InputError(path, f"GMM shapes do not agree: means {m.shape}, covars {c.shape}, weights {w.shape}")
+    return {"means": m.astype(np.float64), "covars": c.astype(np.float64), "weights": w.astype(np.float64)}
