@@ -1,6 +1,6 @@
 """Offscreen screenshots of every kind of result `lumen3d view` shows, into docs/images/.
 
-    .venv/bin/python docs/make_screenshots.py [--demo-run runs/demo]
+    .venv/bin/python docs/make_screenshots.py [--demo-run runs/demo] [--sfm-run runs/fern-sfm]
 
 Uses the real scenes in ../shared/data and the sample results in viewer/samples.py; with
 --demo-run, also the main job's Gaussians with their cameras and the live-view PNG.
@@ -32,6 +32,7 @@ def view(name: str, *args) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--demo-run", type=Path)
+    ap.add_argument("--sfm-run", type=Path, help="a `lumen3d sfm` run, e.g. on fern")
     args = ap.parse_args()
     sys.path.insert(0, str(REPO))
     from scenes.gaussians import save_ply
@@ -52,6 +53,8 @@ def main() -> None:
         view("cameras_lego", DATA / "lego")
         view("cameras_fern", DATA / "fern")
         view("side_by_side", tmp / "known.ply", meshes["obj"], "--side-by-side")
+    if args.sfm_run:
+        view("sfm_run_points_and_cameras", args.sfm_run)
     if args.demo_run:
         view("demo_gaussians_and_cameras", args.demo_run)
         view("demo_gaussians_open3d_native", args.demo_run, "--splats", "native", "--no-cameras")

@@ -118,8 +118,11 @@ def default_view(items: list[Item], up: np.ndarray, width: int, height: int, fov
         fwd = c2w[:, :3, 2].mean(0)
         if np.linalg.norm(fwd) > 0.8:  # forward-facing
             fwd /= np.linalg.norm(fwd)
-            back = radius / math.tan(math.radians(min(fov_deg, fov_deg * width / height)) / 2)
-            eye = c2w[:, :3, 3].mean(0) - fwd * back
+            # far enough back to see every camera; the scene lies ahead of them
+            centres = c2w[:, :3, 3]
+            spread = float(np.linalg.norm(centres - centres.mean(0), axis=1).max())
+            back = 1.3 * max(spread, 1e-3 * radius) / math.tan(math.radians(min(fov_deg, fov_deg * width / height)) / 2)
+            eye = centres.mean(0) - fwd * back
             return View(pinhole(width, height, fov_deg), look_at(eye, eye + fwd, up), width, height)
     return orbit_view(centre, radius, up, width, height, fov_deg)
 

@@ -162,16 +162,16 @@ def mesh_drawable(item: Mesh, colours: Colours) -> Drawable:
 
 
 def frustum_size(c2w: np.ndarray, extent: float) -> float:
-    """Frustum depth: a third of the median spacing between neighbouring cameras, so frustums
-    neither overlap nor vanish, bounded by the scene size."""
+    """Frustum depth: half the median spacing between neighbouring cameras, kept between 3%
+    and 10% of the cameras' own extent (dense rings of test cameras would make dots, sparse
+    ones would overlap); a lone camera gets 5% of the scene's `extent`."""
     centres = c2w[:, :3, 3]
-    if len(centres) > 1:
-        d = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
-        np.fill_diagonal(d, np.inf)
-        size = 0.5 * float(np.median(d.min(1)))
-    else:
-        size = 0.05 * extent
-    return float(np.clip(size, 0.03 * extent, 0.1 * extent)) if extent > 0 else max(size, 1e-3)
+    span = float(np.linalg.norm(np.ptp(centres, 0))) if len(centres) > 1 else 0.0
+    if span <= 0:
+        return max(0.05 * extent, 1e-3)
+    d = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    return float(np.clip(0.5 * np.median(d.min(1)), 0.03 * span, 0.1 * span))
 
 
 def frustum_corners(c2w: np.ndarray, intr, depth: float) -> np.ndarray:
