@@ -94,10 +94,12 @@ def orbit_view(centre: np.ndarray, radius: float, up: np.ndarray, width: int, he
 
 
 def camera_view(c2w: np.ndarray, intr: Intrinsics, width: int | None = None, height: int | None = None) -> View:
-    """A dataset camera, its intrinsics scaled to the output size (aspect kept by the caller)."""
+    """A dataset camera at the output size: its image scaled uniformly to fit and centred, so
+    nothing is stretched when the aspect ratios differ."""
     width, height = width or intr.width, height or intr.height
-    sx, sy = width / intr.width, height / intr.height
-    K = np.array([[intr.fx * sx, 0, intr.cx * sx], [0, intr.fy * sy, intr.cy * sy], [0, 0, 1]], np.float64)
+    s = min(width / intr.width, height / intr.height)
+    ox, oy = (width - intr.width * s) / 2, (height - intr.height * s) / 2
+    K = np.array([[intr.fx * s, 0, intr.cx * s + ox], [0, intr.fy * s, intr.cy * s + oy], [0, 0, 1]], np.float64)
     return View(K, np.asarray(c2w, np.float64), width, height)
 
 
