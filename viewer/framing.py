@@ -58,9 +58,9 @@ def content_bounds(items: list[Item]) -> tuple[np.ndarray, np.ndarray]:
         elif isinstance(it, Points):
             pts.append(_robust(np.asarray(it.xyz, np.float64)))
         elif isinstance(it, Mesh):
-            from viewer.geometry import mesh_vertices, read_mesh
+            from viewer.geometry import mesh_points
 
-            pts.append(mesh_vertices(*read_mesh(it.path)))
+            pts.append(mesh_points(it.path))
         elif isinstance(it, Cameras):
             pts.append(it.c2w[:, :3, 3])
         elif isinstance(it, Sequence):

@@ -2,6 +2,7 @@
 (the offscreen renderer and the interactive window both add these `Drawable`s)."""
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -145,9 +146,14 @@ def read_mesh(path):
     return model, True
 
 
-def mesh_vertices(geometry, is_model: bool) -> np.ndarray:
+@functools.lru_cache(maxsize=16)
+def mesh_points(path) -> np.ndarray:
+    """All vertices of a mesh file (read once: framing asks for them repeatedly), read-only."""
+    geometry, is_model = read_mesh(path)
     meshes = [m.mesh for m in geometry.meshes] if is_model else [geometry]
-    return np.concatenate([np.asarray(m.vertices) for m in meshes])
+    pts = np.concatenate([np.asarray(m.vertices) for m in meshes])
+    pts.flags.writeable = False
+    return pts
 
 
 def mesh_drawable(item: Mesh, colours: Colours) -> Drawable:

@@ -112,7 +112,7 @@ def _side_by_side_offsets(groups: list[list[Item]], up: np.ndarray) -> dict[int,
     return offsets
 
 
-def _translated_items(scene: ShowScene) -> list[Item]:
+def framing_items(scene: ShowScene) -> list[Item]:
     """Items moved by their side-by-side offsets, for framing."""
     if not scene.offsets:
         return scene.items
@@ -128,17 +128,13 @@ def _translated_items(scene: ShowScene) -> list[Item]:
         elif isinstance(it, Gaussians):
             out.append(Gaussians(it.name, {**it.params, "means": it.params["means"] + t}, it.source))
         elif isinstance(it, Mesh):
-            from viewer.geometry import mesh_vertices, read_mesh
+            from viewer.geometry import mesh_points
 
-            v = mesh_vertices(*read_mesh(it.path)) + t
+            v = mesh_points(it.path) + t
             out.append(Points(it.name, np.stack([v.min(0), v.max(0)])))
         else:
             out.append(it)
     return out
-
-
-def framing_items(scene: ShowScene) -> list[Item]:
-    return _translated_items(scene)
 
 
 # ------------------------------------------------------------------------------------ offscreen
@@ -191,7 +187,7 @@ def _raster_params(scene: ShowScene) -> dict | None:
     """Every splat item's Gaussians (moved side by side) as one set, SH padded to the highest degree."""
     import torch
 
-    items = [it for it in _translated_items(scene) if isinstance(it, Gaussians)]
+    items = [it for it in framing_items(scene) if isinstance(it, Gaussians)]
     if not items:
         return None
     k1 = max(it.params["sh_rest"].shape[1] for it in items)
