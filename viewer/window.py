@@ -57,7 +57,7 @@ def show_window(scene, view: View, title: str = "lumen3d", on_ready=None) -> Non
     seq = scene.sequence
     if seq is not None:
         vis.animation_time_step = 1.0 / seq.seq.fps
-        vis.animation_duration = max(seq.seq.num_frames / seq.seq.fps, 1.0)
+        vis.animation_duration = seq.seq.num_frames / seq.seq.fps
         if seq.seq.frames:
             vis.add_action("Photo + keypoints", lambda v: _show_photo(app, seq, v.current_time))
     vis.add_action("Help", lambda v: v.show_message_box("lumen3d viewer", KEYS_HELP))
