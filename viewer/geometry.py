@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import logging
 import math
 from dataclasses import dataclass
 
@@ -12,11 +11,8 @@ import numpy as np
 from viewer.content import Cameras, Gaussians, Item, Mesh, Points, Sequence
 from viewer.offscreen import Colours
 
-log = logging.getLogger("lumen3d")
-
 CAMERA_COLOR = (0.95, 0.35, 0.1)
 BODY_COLOR = (0.72, 0.62, 0.55)
-SPLAT_MODES = ("auto", "raster", "native", "points")
 
 
 @dataclass
