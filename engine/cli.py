@@ -10,13 +10,15 @@ from engine.errors import InputError
 def _commands() -> dict:
     from engine.jobs.bench import BenchJob
     from engine.jobs.demo import DemoJob, GenerateJob
+    from engine.jobs.fit_body import FitBodyJob
     from engine.jobs.inspect import InspectJob
     from engine.jobs.sfm import SfmJob
     from engine.jobs.train import ExportJob, TrainJob
     from engine.jobs.view import ViewJob
 
     return {"demo": DemoJob, "sfm": SfmJob, "train": TrainJob, "export": ExportJob, "generate": GenerateJob,
-            "inspect": InspectJob, "view": ViewJob, "bench": BenchJob}
+            "inspect": InspectJob, "view": ViewJob, "fit-body": FitBodyJob,
+            "bench": BenchJob}
 
 
 def _parse(args: list[str]):

@@ -51,20 +51,53 @@ def rigid_chain(rotations: Tensor, joints: Tensor, parents: Tensor) -> tuple[Ten
     return posed, skin
 
 
+def shaped(betas: Tensor, v_template: Tensor, shapedirs: Tensor) -> Tensor:
+    """Rest vertices (B, V, 3) of shapes `betas` (B, S'), S' ≤ S."""
+    return v_template + torch.einsum("vcs,bs->bvc", shapedirs[..., :betas.shape[1]], betas)
+
+
+def pose_features(R: Tensor) -> Tensor:
+    """(B, J, 3, 3) local rotations → (B, 9·(J-1)) pose blend-shape features (root excluded)."""
+    eye = torch.eye(3, dtype=R.dtype, device=R.device)
+    return (R[:, 1:] - eye).reshape(R.shape[0], -1)
+
+
 def lbs(betas: Tensor, pose: Tensor, v_template: Tensor, shapedirs: Tensor, posedirs: Tensor, J_regressor: Tensor,
         parents: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
     """Vertices (B, V, 3) and joints (B, J, 3) of bodies with shape `betas` (B, S) and
     axis-angle `pose` (B, J, 3), before any global translation."""
-    v_shaped = v_template + torch.einsum("vcs,bs->bvc", shapedirs[..., :betas.shape[1]], betas)
+    v_shaped = shaped(betas, v_template, shapedirs)
     joints = torch.einsum("jv,bvc->bjc", J_regressor, v_shaped)
     R = rodrigues(pose)
-    eye = torch.eye(3, dtype=pose.dtype, device=pose.device)
-    pose_feature = (R[:, 1:] - eye).reshape(pose.shape[0], -1)
-    v_posed = v_shaped + torch.einsum("vcp,bp->bvc", posedirs, pose_feature) if posedirs.shape[-1] else v_shaped
+    v_posed = v_shaped + torch.einsum("vcp,bp->bvc", posedirs, pose_features(R)) if posedirs.shape[-1] else v_shaped
     posed_joints, skin = rigid_chain(R, joints, parents)
     T = torch.einsum("vj,bjmn->bvmn", weights, skin)
     verts = (T[..., :3, :3] @ v_posed[..., None])[..., 0] + T[..., :3, 3]
     return verts, posed_joints
+
+
+def point_moments(regressor: Tensor, weights: Tensor, v_template: Tensor, shapedirs: Tensor,
+                  posedirs: Tensor) -> dict[str, Tensor]:
+    """What `posed_points` needs to place fixed vertex blends (regressor (K, V)) without skinning the mesh.
+
+    A blend of skinned vertices is Σ_j (A_j m_kj + t_j c_kj) for skinning transforms (A_j, t_j), with
+    c_kj = Σ_v r_kv w_vj and m_kj = Σ_v r_kv w_vj x_v — and m is linear in the shape (and pose) blend
+    shapes, so it is precomputed here: exact, and K·J instead of V points per body.
+    Returns c (K, J), m0 (K, J, 3), m_shape (K, J, 3, S), m_pose (K, J, 3, P)."""
+    M = regressor[:, None, :] * weights.T[None]  # (K, J, V)
+    return {"c": M.sum(-1), "m0": torch.einsum("kjv,vc->kjc", M, v_template),
+            "m_shape": torch.einsum("kjv,vcs->kjcs", M, shapedirs),
+            "m_pose": torch.einsum("kjv,vcp->kjcp", M, posedirs)}
+
+
+def posed_points(moments: dict[str, Tensor], betas: Tensor, R: Tensor, skin: Tensor) -> Tensor:
+    """Posed blends (B, K, 3) from `point_moments`, betas (B, S'), local rotations R (B, J, 3, 3) and
+    the skinning transforms `skin` (B, J, 4, 4) of `rigid_chain`; equal to regressor @ lbs vertices."""
+    m = moments["m0"] + torch.einsum("kjcs,bs->bkjc", moments["m_shape"][..., :betas.shape[1]], betas)
+    if moments["m_pose"].shape[-1]:
+        m = m + torch.einsum("kjcp,bp->bkjc", moments["m_pose"], pose_features(R))
+    return (torch.einsum("bjmn,bkjn->bkm", skin[..., :3, :3], m)
+            + torch.einsum("bjm,kj->bkm", skin[..., :3, 3], moments["c"]))
 
 
 @dataclass
@@ -80,6 +113,9 @@ class BodyModel:
     faces: Tensor
     name: str = "body"
     joint_names: tuple[str, ...] = ()
+    keypoint_regressor: Tensor | None = None  # (K, V): keypoints as fixed blends of vertices
+    keypoint_names: tuple[str, ...] = ()
+    beta_scale: Tensor | None = None  # (S,) what one unit of each beta spans, for reports
 
     @property
     def num_joints(self) -> int:
@@ -96,6 +132,38 @@ class BodyModel:
         if transl is not None:
             v, j = v + transl[:, None], j + transl[:, None]
         return v, j
+
+    def joints_and_keypoints(self, betas: Tensor, pose: Tensor, transl: Tensor | None = None,
+                             terms: dict[str, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        """Posed joints (B, J, 3) and keypoints (B, K, 3) without skinning the mesh (for fitting);
+        `terms` = self.fitting_terms(), cached by the caller."""
+        if terms is None:
+            terms = self.fitting_terms()
+        joints = terms["j0"] + torch.einsum("jcs,bs->bjc", terms["j_shape"][..., :betas.shape[1]], betas)
+        R = rodrigues(pose)
+        posed, skin = rigid_chain(R, joints, self.parents)
+        kp = posed_points(terms, betas, R, skin)
+        if transl is not None:
+            posed, kp = posed + transl[:, None], kp + transl[:, None]
+        return posed, kp
+
+    def fitting_terms(self) -> dict[str, Tensor]:
+        """Rest joints as template + shape directions, and the keypoints' `point_moments`."""
+        if self.keypoint_regressor is None:
+            raise ValueError(f"body model {self.name!r} has no keypoint regressor")
+        terms = point_moments(self.keypoint_regressor, self.weights, self.v_template, self.shapedirs, self.posedirs)
+        terms["j0"] = self.J_regressor @ self.v_template
+        terms["j_shape"] = torch.einsum("jv,vcs->jcs", self.J_regressor, self.shapedirs)
+        return terms
+
+    def to(self, dtype: torch.dtype) -> "BodyModel":
+        from dataclasses import replace
+
+        conv = {k: getattr(self, k).to(dtype) for k in ("v_template", "shapedirs", "posedirs", "J_regressor",
+                                                         "weights")}
+        if self.keypoint_regressor is not None:
+            conv["keypoint_regressor"] = self.keypoint_regressor.to(dtype)
+        return replace(self, **conv)
 
     def check(self, source) -> "BodyModel":
         from engine.errors import InputError

@@ -134,8 +134,14 @@ def load_smpl(path: str | os.PathLike) -> BodyModel:
     parents[0] = -1
     model = BodyModel(f32(d["v_template"]), f32(d["shapedirs"]), f32(posedirs), f32(d["J_regressor"]),
                       f32(d["weights"]), torch.as_tensor(parents), torch.as_tensor(np.asarray(d["f"], np.int64)),
-                      name=path.stem)
-    return model.check(path)
+                      name=path.stem, joint_names=smpl_joint_names(len(parents)))
+    model.check(path)
+    if len(parents) >= 22 and len(model.faces):
+        model.keypoint_regressor = geometric_keypoint_regressor(model)
+        from engine.data.keypoints import KEYPOINTS
+
+        model.keypoint_names = KEYPOINTS
+    return model
 
 
 def load_gmm_prior(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -151,3 +157,58 @@ def load_gmm_prior(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if m.ndim != 2 or c.shape != (m.shape[0], m.shape[1], m.shape[1]) or w.shape != (m.shape[0],):
         raise InputError(path, f"GMM shapes do not agree: means {m.shape}, covars {c.shape}, weights {w.shape}")
     return {"means": m.astype(np.float64), "covars": c.astype(np.float64), "weights": w.astype(np.float64)}
+
+
+SMPL_JOINT_NAMES = ("pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
+                    "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
+                    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist")
+
+
+def smpl_joint_names(num_joints: int) -> tuple[str, ...]:
+    """SMPL, SMPL+H and SMPL-X share their first 22 joints; the rest (hands, jaw, eyes) stay unnamed."""
+    names = list(SMPL_JOINT_NAMES[:num_joints])
+    if num_joints == 24:
+        names += ["left_hand", "right_hand"]
+    names += [f"joint{j}" for j in range(len(names), num_joints)]
+    return tuple(names)
+
+
+def geometric_keypoint_regressor(model: BodyModel) -> torch.Tensor:
+    """COCO-17 + feet (our KEYPOINTS order) for a model in SMPL's axes (y up, facing +z, left +x):
+    limb keypoints are the model's joints (their regressor rows); the face and feet points are picked
+    on the rest mesh by where they are — the most forward head vertex is the nose, and so on — so no
+    vertex list from a licensed source is needed."""
+    from engine.data.keypoints import KEYPOINTS
+
+    names = model.joint_names
+    V = model.v_template.shape[0]
+    v = model.v_template.double().numpy()
+    w = model.weights.double().numpy()
+    out = torch.zeros(len(KEYPOINTS), V, dtype=model.v_template.dtype)
+
+    def one_hot(k, vertex):
+        out[KEYPOINTS.index(k), int(vertex)] = 1.0
+
+    joint_of = {"shoulder": "shoulder", "elbow": "elbow", "wrist": "wrist", "hip": "hip", "knee": "knee",
+                "ankle": "ankle"}
+    for side in ("left", "right"):
+        for part in joint_of:
+            out[KEYPOINTS.index(f"{side}_{part}")] = model.J_regressor[names.index(f"{side}_{part}")]
+    head = np.flatnonzero(w[:, names.index("head")] > 0.5)
+    nose = head[np.argmax(v[head, 2])]
+    one_hot("nose", nose)
+    ny = v[nose, 1]
+    for side, sign in (("left", 1), ("right", -1)):
+        band = head[(v[head, 1] > ny + 0.015) & (v[head, 1] < ny + 0.06) & (sign * v[head, 0] > 0.02)
+                    & (sign * v[head, 0] < 0.05)]
+        one_hot(f"{side}_eye", band[np.argmax(v[band, 2])] if len(band) else nose)
+        level = head[np.abs(v[head, 1] - (ny + 0.03)) < 0.03]
+        one_hot(f"{side}_ear", level[np.argmax(sign * v[level, 0])])
+        foot = np.flatnonzero(w[:, names.index(f"{side}_ankle")] + w[:, names.index(f"{side}_foot")] > 0.5)
+        front = foot[v[foot, 2] > v[foot, 2].max() - 0.02]
+        one_hot(f"{side}_big_toe", front[np.argmin(sign * v[front, 0])])
+        toes = foot[v[foot, 2] > v[foot, 2].max() - 0.05]
+        one_hot(f"{side}_small_toe", toes[np.argmax(sign * v[toes, 0])])
+        sole = foot[v[foot, 1] < v[foot, 1].min() + 0.03]
+        one_hot(f"{side}_heel", sole[np.argmin(v[sole, 2])])
+    return out

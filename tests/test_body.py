@@ -142,3 +142,24 @@ def test_gmm_prior_file(tmp_path):
                                                      "weights": gmm["weights"]}))
     with pytest.raises(InputError, match="shapes do not agree"):
         load_gmm_prior(tmp_path / "bad.pkl")
+
+
+def test_posed_points_equal_the_regressor_on_skinned_vertices():
+    """Keypoints placed from precomputed moments equal blends of fully skinned vertices (with pose blend shapes)."""
+    from scenes.body import BodyModel
+
+    g = torch.Generator().manual_seed(4)
+    V, J, S, K = 40, 5, 3, 6
+    d = torch.float64
+    m = BodyModel(torch.randn(V, 3, generator=g, dtype=d), torch.randn(V, 3, S, generator=g, dtype=d) * 0.1,
+                  torch.randn(V, 3, 9 * (J - 1), generator=g, dtype=d) * 0.01,
+                  torch.softmax(torch.randn(J, V, generator=g, dtype=d), 1), torch.softmax(torch.randn(V, J, generator=g, dtype=d) * 3, 1),
+                  torch.tensor([-1, 0, 1, 1, 3]), torch.zeros(0, 3, dtype=torch.long),
+                  keypoint_regressor=torch.softmax(torch.randn(K, V, generator=g, dtype=d) * 4, 1)).check("random")
+    betas = torch.randn(3, S, generator=g, dtype=d)
+    pose = torch.randn(3, J, 3, generator=g, dtype=d) * 0.7
+    transl = torch.randn(3, 3, generator=g, dtype=d)
+    v, j = m(betas, pose, transl)
+    j2, kp = m.joints_and_keypoints(betas, pose, transl)
+    assert torch.allclose(j, j2, atol=1e-12)
+    assert torch.allclose(kp, torch.einsum("kv,bvc->bkc", m.keypoint_regressor, v), atol=1e-12)
