@@ -387,3 +387,37 @@ def test_mediapipe_detector_finds_a_rendered_body(open_model, priors):
     err = np.linalg.norm(kp[:, main, :2] - gt["keypoints"][:, main, :2], axis=-1)
     sure = kp[:, main, 2] > 0.5  # a limb hidden behind the body comes back with a low confidence
     assert sure.mean() > 0.8 and np.median(err[sure]) < 15 and np.percentile(err[sure], 90) < 30, (err, kp[:, main, 2])
+
+
+def test_fit_body_reads_a_video(clip, tmp_path):
+    from PIL import Image
+
+    from engine.io import write_mp4
+
+    root, _ = clip
+    frames = [np.asarray(Image.open(p)) for p in sorted((root / "frames").iterdir())]
+    write_mp4(tmp_path / "clip.mp4", frames, fps=25)
+    out = tmp_path / "run"
+    r = run_cli("fit-body", tmp_path / "clip.mp4", "--keypoints", root / "openpose", "--max-frames", "6",
+                "--no-temporal", "--no-render-overlay", "--out", out)
+    assert r.returncode == 0, r.stderr
+    metrics = json.loads((out / "metrics.json").read_text())["fit_body"]
+    assert metrics["frames"] == 6 and metrics["temporal"] is False and metrics["focal_source"].startswith("default")
+    with np.load(out / "body.npz") as z:
+        assert float(z["fps"]) == 25 and z["pose"].shape[0] == 6
+    assert len(list((out / "frames").glob("*.png"))) == 12 and not (out / "overlay.mp4").exists()
+
+
+def test_focal_from_exif(tmp_path):
+    from PIL import Image
+
+    from engine.jobs.fit_body import FitBodyJob
+
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0xA405] = 26  # FocalLengthIn35mmFilm: a phone's main camera
+    Image.new("RGB", (400, 300)).save(tmp_path / "photo.jpg", exif=exif)
+    Image.new("RGB", (400, 300)).save(tmp_path / "plain.png")
+    job = FitBodyJob(input=tmp_path)
+    focal, source = job._focal(tmp_path / "photo.jpg", 400, 300)
+    assert source.startswith("EXIF") and abs(focal - 26 / 36 * 400) < 1e-6
+    assert job._focal(tmp_path / "plain.png", 400, 300) == (400.0, "default (53° across the longer side)")
