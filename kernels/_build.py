@@ -23,19 +23,29 @@ def build_dir() -> Path:
     return path
 
 
-@functools.lru_cache(maxsize=None)
-def cpu_ops():
-    """The C++/OpenMP ops module."""
+def _load_cpu(name: str, source: str):
     from torch.utils.cpp_extension import load
 
     out = build_dir()
-    if not any(out.glob("lumen3d_splat_cpu*.so")):
-        print(f"lumen3d: building the CPU kernels in {out} (first use only, about a minute)", file=sys.stderr)
-    return load(name="lumen3d_splat_cpu", sources=[str(CSRC / "splat_cpu.cpp")], build_directory=str(out),
+    if not any(out.glob(f"{name}*.so")):
+        print(f"lumen3d: building the CPU kernels {name} in {out} (first use only, about a minute)", file=sys.stderr)
+    return load(name=name, sources=[str(CSRC / source)], build_directory=str(out),
                 # -fopenmp: at::parallel_for is a header template whose pragmas need it; the
                 # extension then shares torch's own libgomp (same soname), so one thread pool.
                 extra_cflags=["-O3", "-march=native", "-fopenmp", "-fno-math-errno"],
                 extra_ldflags=["-fopenmp"], extra_include_paths=[str(CSRC)], verbose=False)
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_ops():
+    """The Gaussian-splatting C++/OpenMP ops module."""
+    return _load_cpu("lumen3d_splat_cpu", "splat_cpu.cpp")
+
+
+@functools.lru_cache(maxsize=None)
+def nerf_cpu_ops():
+    """The NeRF C++/OpenMP ops module (hash encoding, compositing)."""
+    return _load_cpu("lumen3d_nerf_cpu", "nerf_cpu.cpp")
 
 
 @functools.lru_cache(maxsize=None)

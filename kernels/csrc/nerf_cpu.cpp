@@ -1,0 +1,152 @@
+// NeRF ops on the CPU: hash encoding and compositing of packed samples (forward and backward).
+// Threads from torch's OpenMP pool; every output element is written by exactly one thread, so
+// results do not depend on the thread count (the table gradient is split by level, not by point).
+#include <torch/extension.h>
+
+#include <ATen/Parallel.h>
+
+#include "nerf_math.h"
+#include "splat_torch.h"  // poisoned allocation for tests
+
+using splat::alloc;
+
+namespace {
+
+std::vector<nerf::Level> levels(const at::Tensor& scales, const at::Tensor& res, const at::Tensor& dense) {
+  auto s = scales.to(at::kDouble).contiguous(), r = res.to(at::kLong).contiguous(), d = dense.to(at::kBool).contiguous();
+  std::vector<nerf::Level> out(s.numel());
+  for (int64_t l = 0; l < s.numel(); ++l) out[l] = {s.data_ptr<double>()[l], r.data_ptr<int64_t>()[l], d.data_ptr<bool>()[l]};
+  return out;
+}
+
+}  // namespace
+
+at::Tensor hash_encode_fwd(const at::Tensor& x, const at::Tensor& table, const at::Tensor& scales, const at::Tensor& res,
+                           const at::Tensor& dense) {
+  TORCH_CHECK(x.dim() == 2 && x.size(1) == 3 && table.dim() == 3, "x must be (N, 3) and table (L, T, F)");
+  TORCH_CHECK(x.scalar_type() == table.scalar_type(), "x and table must share a dtype");
+  const auto lv = levels(scales, res, dense);
+  const int64_t N = x.size(0), L = table.size(0), T = table.size(1), F = table.size(2);
+  TORCH_CHECK(int64_t(lv.size()) == L, "one scale per level");
+  at::Tensor out = alloc({N, L * F}, table.options());
+  AT_DISPATCH_FLOATING_TYPES(table.scalar_type(), "hash_encode_fwd", [&] {
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    const scalar_t* tp = table.data_ptr<scalar_t>();
+    scalar_t* op = out.data_ptr<scalar_t>();
+    at::parallel_for(0, N, 256, [&](int64_t b, int64_t e) {
+      int64_t idx[8];
+      scalar_t w[8];
+      for (int64_t n = b; n < e; ++n) {
+        for (int64_t l = 0; l < L; ++l) {
+          nerf::cell_corners<scalar_t>(xp + 3 * n, lv[l], T, idx, w, nullptr);
+          scalar_t* o = op + n * L * F + l * F;
+          for (int64_t f = 0; f < F; ++f) o[f] = scalar_t(0);
+          for (int k = 0; k < 8; ++k) {
+            const scalar_t* row = tp + (l * T + idx[k]) * F;
+            for (int64_t f = 0; f < F; ++f) o[f] += w[k] * row[f];
+          }
+        }
+      }
+    });
+  });
+  return out;
+}
+
+std::vector<at::Tensor> hash_encode_bwd(const at::Tensor& x, const at::Tensor& table, const at::Tensor& scales,
+                                        const at::Tensor& res, const at::Tensor& dense, const at::Tensor& grad_out,
+                                        bool need_x_grad) {
+  const auto lv = levels(scales, res, dense);
+  const int64_t N = x.size(0), L = table.size(0), T = table.size(1), F = table.size(2);
+  at::Tensor g_table = at::zeros_like(table);
+  at::Tensor g_x = need_x_grad ? alloc({N, 3}, x.options()) : at::Tensor();
+  AT_DISPATCH_FLOATING_TYPES(table.scalar_type(), "hash_encode_bwd", [&] {
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    const scalar_t* gp = grad_out.data_ptr<scalar_t>();
+    scalar_t* gt = g_table.data_ptr<scalar_t>();
+    at::parallel_for(0, L, 1, [&](int64_t lb, int64_t le) {  // one level's table belongs to one thread
+      int64_t idx[8];
+      scalar_t w[8];
+      for (int64_t l = lb; l < le; ++l) {
+        for (int64_t n = 0; n < N; ++n) {
+          nerf::cell_corners<scalar_t>(xp + 3 * n, lv[l], T, idx, w, nullptr);
+          const scalar_t* g = gp + n * L * F + l * F;
+          for (int k = 0; k < 8; ++k) {
+            scalar_t* row = gt + (l * T + idx[k]) * F;
+            for (int64_t f = 0; f < F; ++f) row[f] += w[k] * g[f];
+          }
+        }
+      }
+    });
+    if (need_x_grad) {
+      const scalar_t* tp = table.data_ptr<scalar_t>();
+      scalar_t* gx = g_x.data_ptr<scalar_t>();
+      at::parallel_for(0, N, 256, [&](int64_t b, int64_t e) {
+        int64_t idx[8];
+        scalar_t w[8], dw[8][3];
+        for (int64_t n = b; n < e; ++n) {
+          scalar_t acc[3] = {0, 0, 0};
+          for (int64_t l = 0; l < L; ++l) {
+            nerf::cell_corners<scalar_t>(xp + 3 * n, lv[l], T, idx, w, dw);
+            const scalar_t* g = gp + n * L * F + l * F;
+            for (int k = 0; k < 8; ++k) {
+              const scalar_t* row = tp + (l * T + idx[k]) * F;
+              scalar_t dot = 0;
+              for (int64_t f = 0; f < F; ++f) dot += row[f] * g[f];
+              for (int d = 0; d < 3; ++d) acc[d] += dw[k][d] * dot;
+            }
+          }
+          for (int d = 0; d < 3; ++d) gx[3 * n + d] = acc[d];
+        }
+      });
+    }
+  });
+  return {g_table, g_x};
+}
+
+std::vector<at::Tensor> composite_fwd(const at::Tensor& sigmas, const at::Tensor& rgbs, const at::Tensor& t0,
+                                      const at::Tensor& t1, const at::Tensor& offsets, double t_min) {
+  const int64_t R = offsets.numel() - 1;
+  at::Tensor rgb = alloc({R, 3}, sigmas.options()), opacity = alloc({R}, sigmas.options()),
+             depth = alloc({R}, sigmas.options());
+  auto off = offsets.to(at::kLong).contiguous();
+  AT_DISPATCH_FLOATING_TYPES(sigmas.scalar_type(), "composite_fwd", [&] {
+    const int64_t* op = off.data_ptr<int64_t>();
+    at::parallel_for(0, R, 64, [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r)
+        nerf::composite_ray<scalar_t>(sigmas.data_ptr<scalar_t>(), rgbs.data_ptr<scalar_t>(), t0.data_ptr<scalar_t>(),
+                                      t1.data_ptr<scalar_t>(), op[r], op[r + 1], scalar_t(t_min),
+                                      rgb.data_ptr<scalar_t>() + 3 * r, opacity.data_ptr<scalar_t>() + r,
+                                      depth.data_ptr<scalar_t>() + r);
+    });
+  });
+  return {rgb, opacity, depth};
+}
+
+std::vector<at::Tensor> composite_bwd(const at::Tensor& sigmas, const at::Tensor& rgbs, const at::Tensor& t0,
+                                      const at::Tensor& t1, const at::Tensor& offsets, double t_min,
+                                      const at::Tensor& rgb, const at::Tensor& opacity, const at::Tensor& depth,
+                                      const at::Tensor& g_rgb, const at::Tensor& g_opacity, const at::Tensor& g_depth) {
+  const int64_t R = offsets.numel() - 1, M = sigmas.numel();
+  at::Tensor g_sigma = alloc({M}, sigmas.options()), g_rgbs = alloc({M, 3}, sigmas.options());
+  auto off = offsets.to(at::kLong).contiguous();
+  AT_DISPATCH_FLOATING_TYPES(sigmas.scalar_type(), "composite_bwd", [&] {
+    const int64_t* op = off.data_ptr<int64_t>();
+    at::parallel_for(0, R, 64, [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r)
+        nerf::composite_ray_backward<scalar_t>(
+            sigmas.data_ptr<scalar_t>(), rgbs.data_ptr<scalar_t>(), t0.data_ptr<scalar_t>(), t1.data_ptr<scalar_t>(),
+            op[r], op[r + 1], scalar_t(t_min), g_rgb.data_ptr<scalar_t>() + 3 * r, g_opacity.data_ptr<scalar_t>()[r],
+            g_depth.data_ptr<scalar_t>()[r], rgb.data_ptr<scalar_t>() + 3 * r, opacity.data_ptr<scalar_t>()[r],
+            depth.data_ptr<scalar_t>()[r], g_sigma.data_ptr<scalar_t>(), g_rgbs.data_ptr<scalar_t>());
+    });
+  });
+  return {g_sigma, g_rgbs};
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("set_poison", &splat::set_poison);
+  m.def("hash_encode_fwd", &hash_encode_fwd);
+  m.def("hash_encode_bwd", &hash_encode_bwd);
+  m.def("composite_fwd", &composite_fwd);
+  m.def("composite_bwd", &composite_bwd);
+}
