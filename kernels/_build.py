@@ -48,9 +48,7 @@ def nerf_cpu_ops():
     return _load_cpu("lumen3d_nerf_cpu", "nerf_cpu.cpp")
 
 
-@functools.lru_cache(maxsize=None)
-def cuda_ops():
-    """The CUDA ops module (needs a CUDA build of torch and nvcc; built on first use)."""
+def _load_cuda(name: str, sources: list[str]):
     import torch
     from torch.utils.cpp_extension import load
 
@@ -58,8 +56,19 @@ def cuda_ops():
         raise RuntimeError("CUDA kernels need a CUDA build of torch and a visible GPU")
     out = build_dir() / "cuda"
     out.mkdir(exist_ok=True)
-    if not any(out.glob("lumen3d_splat_cuda*.so")):
-        print(f"lumen3d: building the CUDA kernels in {out} (first use only, a few minutes)", file=sys.stderr)
-    return load(name="lumen3d_splat_cuda", sources=[str(CSRC / "splat_cuda_bind.cpp"), str(CSRC / "splat_cuda.cu")],
-                build_directory=str(out), extra_cflags=["-O3"], extra_cuda_cflags=["-O3", "--expt-relaxed-constexpr"],
-                extra_include_paths=[str(CSRC)], verbose=False)
+    if not any(out.glob(f"{name}*.so")):
+        print(f"lumen3d: building the CUDA kernels {name} in {out} (first use only, a few minutes)", file=sys.stderr)
+    return load(name=name, sources=[str(CSRC / s) for s in sources], build_directory=str(out), extra_cflags=["-O3"],
+                extra_cuda_cflags=["-O3", "--expt-relaxed-constexpr"], extra_include_paths=[str(CSRC)], verbose=False)
+
+
+@functools.lru_cache(maxsize=None)
+def cuda_ops():
+    """The Gaussian-splatting CUDA ops module (needs a CUDA build of torch and nvcc; built on first use)."""
+    return _load_cuda("lumen3d_splat_cuda", ["splat_cuda_bind.cpp", "splat_cuda.cu"])
+
+
+@functools.lru_cache(maxsize=None)
+def nerf_cuda_ops():
+    """The NeRF CUDA ops module."""
+    return _load_cuda("lumen3d_nerf_cuda", ["nerf_cuda_bind.cpp", "nerf_cuda.cu"])

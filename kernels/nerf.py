@@ -12,11 +12,14 @@ from kernels import nerf_reference as ref
 
 
 def _ops(t: Tensor):
-    if t.device.type == "cpu":
-        from kernels._build import nerf_cpu_ops
+    """C++/OpenMP on CPU; CUDA on NVIDIA GPUs (compiled in CI, not yet run on a GPU)."""
+    from kernels._build import nerf_cpu_ops, nerf_cuda_ops
 
+    if t.device.type == "cpu":
         return nerf_cpu_ops()
-    raise NotImplementedError(f"no native NeRF kernels for device {t.device.type!r} yet (CPU only)")
+    if t.device.type == "cuda":
+        return nerf_cuda_ops()
+    raise NotImplementedError(f"no native NeRF kernels for device {t.device.type!r} (CPU and CUDA only)")
 
 
 @lru_cache(maxsize=None)

@@ -19,22 +19,24 @@ def _need(tool):
         pytest.skip(f"{tool} not installed")
 
 
-def test_cuda_kernels_compile_with_nvcc(tmp_path):
+@pytest.mark.parametrize("name", ["splat_cuda", "nerf_cuda"])
+def test_cuda_kernels_compile_with_nvcc(tmp_path, name):
     _need("nvcc")
     r = subprocess.run(["nvcc", "-c", "-std=c++17", "-O3", "-arch=sm_90", "--expt-relaxed-constexpr",
-                        f"-I{CSRC}", str(CSRC / "splat_cuda.cu"), "-o", str(tmp_path / "splat_cuda.o")],
+                        f"-I{CSRC}", str(CSRC / f"{name}.cu"), "-o", str(tmp_path / f"{name}.o")],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-4000:]
-    assert (tmp_path / "splat_cuda.o").stat().st_size > 10_000
+    assert (tmp_path / f"{name}.o").stat().st_size > 10_000
 
 
-def test_cuda_binding_compiles_against_torch():
+@pytest.mark.parametrize("name", ["splat_cuda", "nerf_cuda"])
+def test_cuda_binding_compiles_against_torch(name):
     from torch.utils.cpp_extension import include_paths
 
     _need("g++")
     cmd = ["g++", "-std=c++20", "-fsyntax-only", f"-I{CSRC}", f"-I{sysconfig.get_paths()['include']}",
-           "-DTORCH_EXTENSION_NAME=lumen3d_splat_cuda", *[f"-I{p}" for p in include_paths()],
-           str(CSRC / "splat_cuda_bind.cpp")]
+           f"-DTORCH_EXTENSION_NAME=lumen3d_{name}", *[f"-I{p}" for p in include_paths()],
+           str(CSRC / f"{name}_bind.cpp")]
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-4000:]
     assert "warning" not in r.stderr, r.stderr[-2000:]
