@@ -85,3 +85,15 @@ def composite(sigmas: Tensor, rgbs: Tensor, t_starts: Tensor, t_ends: Tensor, ra
                              or int(ray_indices[-1]) >= num_rays):
         raise ValueError("ray_indices must be sorted and within [0, num_rays)")
     return _Composite.apply(sigmas, rgbs, t_starts, t_ends, ray_offsets(ray_indices, num_rays), t_min)
+
+
+def march_rays(origins: Tensor, dirs: Tensor, near: Tensor, far: Tensor, bits: Tensor, centre, half,
+               dt_min: float, dt_max: float = 1e10, cone: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
+    """Samples of rays through an occupancy grid (see `nerf_reference.march_rays`): ray_indices (M,)
+    sorted, t_starts (M,), t_ends (M,) in the origins' dtype. Marching runs in float64."""
+    if bits.dtype != torch.uint8 or bits.dim() != 4:
+        raise TypeError("occupancy bits must be a uint8 tensor (cascades, G, G, G)")
+    d64 = lambda t: torch.as_tensor(t, dtype=torch.float64, device=bits.device).contiguous()  # noqa: E731
+    ray_indices, ts = _ops(bits).march_rays(d64(origins), d64(dirs), d64(near), d64(far), bits.contiguous(),
+                                            d64(centre), d64(half), float(dt_min), float(dt_max), float(cone))
+    return ray_indices, ts[:, 0].to(origins.dtype), ts[:, 1].to(origins.dtype)

@@ -87,3 +87,57 @@ def composite(sigmas: Tensor, rgbs: Tensor, t_starts: Tensor, t_ends: Tensor, ra
     opacity = torch.zeros(num_rays, dtype=dtype, device=dev).index_add(0, ray_indices, w)
     depth = torch.zeros(num_rays, dtype=dtype, device=dev).index_add(0, ray_indices, w * mid)
     return rgb, opacity, depth
+
+
+def march_rays(origins: Tensor, dirs: Tensor, near: Tensor, far: Tensor, bits: Tensor, centre, half,
+               dt_min: float, dt_max: float, cone: float) -> tuple[Tensor, Tensor]:
+    """Occupancy-grid ray marching (float64). Cascade c covers centre ± half·2^c with G³ cells (bits
+    (C, G, G, G), nonzero = occupied). From where a ray enters the outermost box (clipped to
+    [near, far]) it steps by dt = clamp(t·cone, dt_min, dt_max); a step is a sample [t, t + dt) when
+    its midpoint's cell is occupied. Returns ray_indices (M,) sorted and t (M, 2)."""
+    C, G = bits.shape[0], bits.shape[1]
+    o, d = origins.double(), dirs.double()
+    centre = torch.as_tensor(centre, dtype=torch.float64)
+    half = torch.as_tensor(half, dtype=torch.float64)
+    scale = float(2 ** (C - 1))
+    bmin, bmax = centre - half * scale, centre + half * scale
+    lo, hi = near.double().clone(), far.double().clone()
+    for a in range(3):
+        par = d[:, a] == 0
+        ta = (bmin[a] - o[:, a]) / torch.where(par, torch.ones_like(d[:, a]), d[:, a])
+        tb = (bmax[a] - o[:, a]) / torch.where(par, torch.ones_like(d[:, a]), d[:, a])
+        t_lo, t_hi = torch.minimum(ta, tb), torch.maximum(ta, tb)
+        outside = par & ((o[:, a] < bmin[a]) | (o[:, a] > bmax[a]))
+        lo = torch.where(par, lo, torch.maximum(lo, t_lo))
+        hi = torch.where(par, torch.where(outside, lo - 1.0, hi), torch.minimum(hi, t_hi))
+    t = lo.clone()
+    rays, starts, ends = [], [], []
+    active = t < hi
+    while bool(active.any()):
+        dt = (t * cone).clamp(dt_min, dt_max)
+        mid = t + 0.5 * dt
+        p = o + mid[:, None] * d
+        m = ((p - centre).abs() / half).max(1).values
+        c = torch.zeros_like(m, dtype=torch.long)
+        sc = torch.ones_like(m)
+        for _ in range(C):
+            grow = (m > sc) & (c < C)
+            sc = torch.where(grow, sc * 2, sc)
+            c = c + grow.long()
+        inside = c < C
+        u = (p - (centre - half * sc[:, None])) / (2.0 * half * sc[:, None])
+        cell = torch.floor(u * G).long().clamp(0, G - 1)
+        occ = torch.zeros_like(active)
+        ok = inside & active
+        occ[ok] = bits[c[ok], cell[ok, 0], cell[ok, 1], cell[ok, 2]] != 0
+        hit = torch.nonzero(occ)[:, 0]
+        rays.append(hit)
+        starts.append(t[hit])
+        ends.append((t + dt)[hit])
+        t = torch.where(active, t + dt, t)
+        active = active & (t < hi)
+    ray = torch.cat(rays) if rays else torch.zeros(0, dtype=torch.long)
+    t0 = torch.cat(starts) if starts else torch.zeros(0, dtype=torch.float64)
+    t1 = torch.cat(ends) if ends else torch.zeros(0, dtype=torch.float64)
+    order = torch.argsort(ray * (t0.numel() + 1) + torch.arange(len(ray)), stable=True)  # by ray, then step
+    return ray[order], torch.stack([t0[order], t1[order]], 1)

@@ -108,3 +108,53 @@ def test_compositing_rejects_unsorted_rays():
     sig, rgb, t0, t1, ri = _samples(10, 9)
     with pytest.raises(ValueError, match="sorted"):
         nerf.composite(sig, rgb, t0, t1, ri.flip(0), 10)
+
+
+def _rays(R, seed, spread=3.0):
+    g = torch.Generator().manual_seed(seed)
+    o = (torch.rand(R, 3, generator=g, dtype=torch.float64) * 2 - 1) * spread
+    target = (torch.rand(R, 3, generator=g, dtype=torch.float64) * 2 - 1) * 0.5
+    d = target - o
+    d = d / d.norm(dim=1, keepdim=True)
+    d[0] = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)  # axis-parallel
+    o[0] = torch.tensor([0.2, -0.3, -5.0], dtype=torch.float64)
+    o[1], d[1] = torch.tensor([5.0, 5.0, 5.0], dtype=torch.float64), torch.tensor([1.0, 0, 0], dtype=torch.float64)  # misses
+    near = torch.full((R,), 0.05, dtype=torch.float64)
+    far = torch.full((R,), 100.0, dtype=torch.float64)
+    far[2] = near[2]  # zero-length ray
+    return o, d, near, far
+
+
+@pytest.mark.parametrize("cascades,cone", [(1, 0.0), (3, 0.0), (3, 1 / 64)])
+def test_ray_marching_matches_reference(cascades, cone):
+    g = torch.Generator().manual_seed(cascades)
+    bits = (torch.rand(cascades, 16, 16, 16, generator=g) < 0.3).to(torch.uint8)
+    o, d, near, far = _rays(150, 10 + cascades)
+    centre, half = [0.1, 0.0, -0.1], [1.0, 0.8, 1.2]
+    ri, t0, t1 = nerf.march_rays(o, d, near, far, bits, centre, half, 0.02, 0.2, cone)
+    rr, tt = ref.march_rays(o, d, near, far, bits, centre, half, 0.02, 0.2, cone)
+    assert len(ri) > 500 and torch.equal(ri, rr)
+    assert torch.allclose(t0, tt[:, 0], atol=1e-12) and torch.allclose(t1, tt[:, 1], atol=1e-12)
+    assert not (ri == 1).any() and not (ri == 2).any()  # the ray that misses, the zero-length one
+    assert torch.all(t1 > t0) and torch.all(t0 >= 0.05 - 1e-12)
+    if cone > 0:  # steps grow with distance
+        steps = t1 - t0
+        assert steps.max() > 2 * steps.min()
+
+
+def test_ray_marching_empty_and_full_grids():
+    o, d, near, far = _rays(50, 3)
+    centre, half = [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
+    empty = torch.zeros(2, 8, 8, 8, dtype=torch.uint8)
+    ri, _, _ = nerf.march_rays(o, d, near, far, empty, centre, half, 0.01)
+    assert len(ri) == 0
+    full = torch.ones(1, 8, 8, 8, dtype=torch.uint8)
+    ri, t0, t1 = nerf.march_rays(o, d, near, far, full, centre, half, 0.01)
+    # every step inside the box is a sample: a ray's samples tile its chord of the box
+    chord = torch.zeros(50, dtype=torch.float64).index_add(0, ri, t1 - t0)
+    lo = torch.maximum((-1 - o) / d, (1 - o) / d).min(1).values  # exit
+    hi = torch.minimum((-1 - o) / d, (1 - o) / d).max(1).values  # entry
+    length = (lo - hi.clamp_min(0.05)).clamp_min(0)
+    length[2] = 0
+    hit = torch.isfinite(length) & (length > 0)
+    assert torch.allclose(chord[hit], length[hit], atol=0.011)

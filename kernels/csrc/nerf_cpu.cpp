@@ -143,7 +143,50 @@ std::vector<at::Tensor> composite_bwd(const at::Tensor& sigmas, const at::Tensor
   return {g_sigma, g_rgbs};
 }
 
+nerf::Grid make_grid(const at::Tensor& bits, const at::Tensor& centre, const at::Tensor& half) {
+  TORCH_CHECK(bits.dim() == 4 && bits.size(1) == bits.size(2) && bits.size(2) == bits.size(3) &&
+                  bits.scalar_type() == at::kByte, "occupancy bits must be uint8 (cascades, G, G, G)");
+  auto c = centre.to(at::kCPU, at::kDouble).contiguous(), h = half.to(at::kCPU, at::kDouble).contiguous();
+  nerf::Grid g;
+  for (int a = 0; a < 3; ++a) { g.centre[a] = c.data_ptr<double>()[a]; g.half[a] = h.data_ptr<double>()[a]; }
+  g.cascades = bits.size(0);
+  g.res = bits.size(1);
+  return g;
+}
+
+std::vector<at::Tensor> march_rays(const at::Tensor& origins, const at::Tensor& dirs, const at::Tensor& near,
+                                   const at::Tensor& far, const at::Tensor& bits, const at::Tensor& centre,
+                                   const at::Tensor& half, double dt_min, double dt_max, double cone) {
+  TORCH_CHECK(origins.scalar_type() == at::kDouble && dirs.scalar_type() == at::kDouble, "rays must be float64");
+  const nerf::Grid g = make_grid(bits, centre, half);
+  const int64_t R = origins.size(0);
+  const double *op = origins.data_ptr<double>(), *dp = dirs.data_ptr<double>(), *np = near.data_ptr<double>(),
+               *fp = far.data_ptr<double>();
+  const uint8_t* bp = bits.data_ptr<uint8_t>();
+  at::Tensor counts = at::empty({R + 1}, at::dtype(at::kLong));
+  int64_t* cp = counts.data_ptr<int64_t>();
+  at::parallel_for(0, R, 16, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r)
+      cp[r + 1] = nerf::march_ray(op + 3 * r, dp + 3 * r, g, bp, np[r], fp[r], dt_min, dt_max, cone, nullptr, 0);
+  });
+  cp[0] = 0;
+  for (int64_t r = 0; r < R; ++r) cp[r + 1] += cp[r];
+  const int64_t M = cp[R];
+  at::Tensor ray_indices = alloc({M}, at::dtype(at::kLong)), ts = alloc({M, 2}, at::dtype(at::kDouble));
+  int64_t* rp = ray_indices.data_ptr<int64_t>();
+  double* tp = ts.data_ptr<double>();
+  at::parallel_for(0, R, 16, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const int64_t n = cp[r + 1] - cp[r];
+      nerf::march_ray(op + 3 * r, dp + 3 * r, g, bp, np[r], fp[r], dt_min, dt_max, cone, tp + 2 * cp[r], n);
+      for (int64_t i = cp[r]; i < cp[r + 1]; ++i) rp[i] = r;
+    }
+  });
+  return {ray_indices, ts};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("march_rays", &march_rays);
   m.def("set_poison", &splat::set_poison);
   m.def("hash_encode_fwd", &hash_encode_fwd);
   m.def("hash_encode_bwd", &hash_encode_bwd);

@@ -72,7 +72,35 @@ __global__ void composite_bwd_k(int64_t R, const T* sigma, const T* rgb, const T
                             g_depth[r], out_rgb + 3 * r, out_opacity[r], out_depth[r], g_sigma, g_rgbs);
 }
 
+__global__ void march_count_k(int64_t R, const double* o, const double* d, const double* near, const double* far,
+                              Grid g, const uint8_t* bits, double dt_min, double dt_max, double cone, int64_t* counts) {
+  const int64_t r = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (r >= R) return;
+  counts[r] = march_ray(o + 3 * r, d + 3 * r, g, bits, near[r], far[r], dt_min, dt_max, cone, nullptr, 0);
+}
+
+__global__ void march_fill_k(int64_t R, const double* o, const double* d, const double* near, const double* far,
+                             Grid g, const uint8_t* bits, double dt_min, double dt_max, double cone,
+                             const int64_t* offsets, int64_t* ray_indices, double* t) {
+  const int64_t r = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (r >= R) return;
+  const int64_t begin = offsets[r], n = offsets[r + 1] - begin;
+  march_ray(o + 3 * r, d + 3 * r, g, bits, near[r], far[r], dt_min, dt_max, cone, t + 2 * begin, n);
+  for (int64_t i = 0; i < n; ++i) ray_indices[begin + i] = r;
+}
+
 }  // namespace
+
+void march_count(int64_t R, const double* o, const double* d, const double* near, const double* far, const Grid& g,
+                 const uint8_t* bits, double dt_min, double dt_max, double cone, int64_t* counts) {
+  if (R) march_count_k<<<blocks(R), BLOCK>>>(R, o, d, near, far, g, bits, dt_min, dt_max, cone, counts);
+}
+
+void march_fill(int64_t R, const double* o, const double* d, const double* near, const double* far, const Grid& g,
+                const uint8_t* bits, double dt_min, double dt_max, double cone, const int64_t* offsets,
+                int64_t* ray_indices, double* t) {
+  if (R) march_fill_k<<<blocks(R), BLOCK>>>(R, o, d, near, far, g, bits, dt_min, dt_max, cone, offsets, ray_indices, t);
+}
 
 template <typename T>
 void hash_encode_fwd(int64_t N, int64_t L, int64_t Tsize, int64_t F, const T* x, const T* table, const Level* levels,

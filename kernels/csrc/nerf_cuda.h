@@ -23,5 +23,13 @@ void composite_bwd(int64_t R, const T* sigma, const T* rgb, const T* t0, const T
                    const T* out_rgb, const T* out_opacity, const T* out_depth, const T* g_rgb, const T* g_opacity,
                    const T* g_depth, T* g_sigma, T* g_rgbs);
 
+// Ray marching in two calls: sample counts per ray (counts, R); then, with their exclusive scan
+// offsets (R+1), the samples: ray_indices (M) and t (M, 2).
+void march_count(int64_t R, const double* o, const double* d, const double* near, const double* far, const Grid& g,
+                 const uint8_t* bits, double dt_min, double dt_max, double cone, int64_t* counts);
+void march_fill(int64_t R, const double* o, const double* d, const double* near, const double* far, const Grid& g,
+                const uint8_t* bits, double dt_min, double dt_max, double cone, const int64_t* offsets,
+                int64_t* ray_indices, double* t);
+
 }  // namespace cuda
 }  // namespace nerf

@@ -95,7 +95,34 @@ std::vector<at::Tensor> composite_bwd(const at::Tensor& sigmas, const at::Tensor
   return {g_sigma, g_rgbs};
 }
 
+std::vector<at::Tensor> march_rays(const at::Tensor& origins, const at::Tensor& dirs, const at::Tensor& near,
+                                   const at::Tensor& far, const at::Tensor& bits, const at::Tensor& centre,
+                                   const at::Tensor& half, double dt_min, double dt_max, double cone) {
+  check(origins, "origins"); check(dirs, "dirs"); check(bits, "occupancy bits");
+  TORCH_CHECK(origins.scalar_type() == at::kDouble && dirs.scalar_type() == at::kDouble, "rays must be float64");
+  TORCH_CHECK(bits.dim() == 4 && bits.scalar_type() == at::kByte, "occupancy bits must be uint8 (cascades, G, G, G)");
+  auto c = centre.to(at::kCPU, at::kDouble).contiguous(), h = half.to(at::kCPU, at::kDouble).contiguous();
+  nerf::Grid g;
+  for (int a = 0; a < 3; ++a) { g.centre[a] = c.data_ptr<double>()[a]; g.half[a] = h.data_ptr<double>()[a]; }
+  g.cascades = bits.size(0);
+  g.res = bits.size(1);
+  const int64_t R = origins.size(0);
+  auto o = origins.options();
+  at::Tensor counts = at::zeros({R + 1}, o.dtype(at::kLong));
+  nerf::cuda::march_count(R, origins.data_ptr<double>(), dirs.data_ptr<double>(), near.data_ptr<double>(),
+                          far.data_ptr<double>(), g, bits.data_ptr<uint8_t>(), dt_min, dt_max, cone,
+                          counts.data_ptr<int64_t>() + 1);
+  at::Tensor offsets = counts.cumsum(0);
+  const int64_t M = offsets[R].item<int64_t>();
+  at::Tensor ray_indices = alloc({M}, o.dtype(at::kLong)), ts = alloc({M, 2}, o);
+  nerf::cuda::march_fill(R, origins.data_ptr<double>(), dirs.data_ptr<double>(), near.data_ptr<double>(),
+                         far.data_ptr<double>(), g, bits.data_ptr<uint8_t>(), dt_min, dt_max, cone,
+                         offsets.data_ptr<int64_t>(), ray_indices.data_ptr<int64_t>(), ts.data_ptr<double>());
+  return {ray_indices, ts};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("march_rays", &march_rays);
   m.def("set_poison", &splat::set_poison);
   m.def("hash_encode_fwd", &hash_encode_fwd);
   m.def("hash_encode_bwd", &hash_encode_bwd);

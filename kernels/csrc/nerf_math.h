@@ -108,4 +108,75 @@ NERF_HD void composite_ray_backward(const S* sigma, const S* rgb, const S* t0, c
   }
 }
 
+// --- occupancy-grid ray marching --------------------------------------------------------------------
+// Cascade c covers the box centre ± half·2^c; each has G³ cells, occupied or not (one byte each).
+struct Grid {
+  double centre[3];
+  double half[3];
+  int64_t cascades;
+  int64_t res;
+};
+
+// [t0, t1) where the ray is inside the outermost cascade's box, clipped to [near, far]; t1 <= t0: a miss.
+NERF_HD void ray_box(const double o[3], const double d[3], const Grid& g, double near, double far, double* t0,
+                     double* t1) {
+  const double scale = double(int64_t(1) << (g.cascades - 1));
+  double lo = near, hi = far;
+  for (int a = 0; a < 3; ++a) {
+    const double bmin = g.centre[a] - g.half[a] * scale, bmax = g.centre[a] + g.half[a] * scale;
+    if (d[a] == 0.0) {
+      if (o[a] < bmin || o[a] > bmax) hi = lo - 1.0;  // parallel to the slab and outside it
+      continue;
+    }
+    double ta = (bmin - o[a]) / d[a], tb = (bmax - o[a]) / d[a];
+    if (ta > tb) { const double tmp = ta; ta = tb; tb = tmp; }
+    lo = ta > lo ? ta : lo;
+    hi = tb < hi ? tb : hi;
+  }
+  *t0 = lo;
+  *t1 = hi;
+}
+
+// Is the point in an occupied cell? (false outside every cascade)
+NERF_HD bool occupied(const double p[3], const Grid& g, const uint8_t* bits) {
+  double m = 0.0;
+  for (int a = 0; a < 3; ++a) {
+    const double r = fabs(p[a] - g.centre[a]) / g.half[a];
+    m = r > m ? r : m;
+  }
+  int64_t c = 0;
+  double scale = 1.0;
+  while (m > scale && c < g.cascades) { scale *= 2.0; ++c; }
+  if (c >= g.cascades) return false;
+  int64_t cell[3];
+  for (int a = 0; a < 3; ++a) {
+    const double u = (p[a] - (g.centre[a] - g.half[a] * scale)) / (2.0 * g.half[a] * scale);
+    int64_t i = int64_t(floor(u * double(g.res)));
+    cell[a] = i < 0 ? 0 : (i >= g.res ? g.res - 1 : i);
+  }
+  return bits[((c * g.res + cell[0]) * g.res + cell[1]) * g.res + cell[2]] != 0;
+}
+
+// March one ray: steps of dt = clamp(t·cone, dt_min, dt_max) from where it enters the grid; a step
+// becomes a sample [t, t + dt) when its midpoint is in an occupied cell. Writes at most `cap` samples
+// when `t_out` is given; returns the number of samples.
+NERF_HD int64_t march_ray(const double o[3], const double d[3], const Grid& g, const uint8_t* bits, double near,
+                          double far, double dt_min, double dt_max, double cone, double* t_out, int64_t cap) {
+  double t, t1;
+  ray_box(o, d, g, near, far, &t, &t1);
+  int64_t n = 0;
+  while (t < t1) {
+    double dt = t * cone;
+    dt = dt < dt_min ? dt_min : (dt > dt_max ? dt_max : dt);
+    const double mid = t + 0.5 * dt;
+    const double p[3] = {o[0] + mid * d[0], o[1] + mid * d[1], o[2] + mid * d[2]};
+    if (occupied(p, g, bits)) {
+      if (t_out && n < cap) { t_out[2 * n] = t; t_out[2 * n + 1] = t + dt; }
+      ++n;
+    }
+    t += dt;
+  }
+  return n;
+}
+
 }  // namespace nerf
