@@ -1,0 +1,169 @@
+"""Radiance fields in the instant-NGP form: a multiresolution hash grid (our kernel) read by a small
+density MLP, and a colour MLP on the density features and SH-encoded view directions; plus the
+occupancy grid that lets the ray marcher skip empty space. The field, the grid and the renderer
+(`render_rays`) are separate parts so that text-to-3D can optimise the same field.
+
+Space: a bounded scene maps its box to the hash grid's [0, 1]³; an unbounded one (forward-facing or
+360° captures) is contracted first (mip-NeRF 360's contraction in the ∞-norm: |x| ≤ 1 stays, beyond
+maps to 2 − 1/|x|), so everything out to infinity fits a box of half-size 2.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from kernels.nerf import composite, hash_encode, march_rays
+
+
+@dataclass
+class FieldConfig:
+    levels: int = 16
+    features: int = 2
+    log2_table: int = 17  # 2^17 entries per level: 16 MB of float32 table on a CPU
+    n_min: int = 16
+    n_max: int = 1024
+    hidden: int = 64
+    geo_features: int = 15
+    sh_degree: int = 4  # 16 direction features
+
+
+def sh_encode(d: Tensor, degree: int = 4) -> Tensor:
+    """Real spherical harmonics of unit directions (N, 3), degrees < `degree` → (N, degree²)."""
+    x, y, z = d.unbind(-1)
+    out = [torch.full_like(x, 0.28209479177387814)]
+    if degree > 1:
+        out += [-0.48860251190291987 * y, 0.48860251190291987 * z, -0.48860251190291987 * x]
+    if degree > 2:
+        xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
+        out += [1.0925484305920792 * xy, -1.0925484305920792 * yz, 0.94617469575755997 * zz - 0.31539156525251999,
+                -1.0925484305920792 * xz, 0.54627421529603959 * (xx - yy)]
+    if degree > 3:
+        out += [0.59004358992664352 * y * (-3.0 * xx + yy), 2.8906114426405538 * xy * z,
+                0.45704579946446572 * y * (1.0 - 5.0 * zz), 0.3731763325901154 * z * (5.0 * zz - 3.0),
+                0.45704579946446572 * x * (1.0 - 5.0 * zz), 1.4453057213202769 * z * (xx - yy),
+                0.59004358992664352 * x * (-xx + 3.0 * yy)]
+    return torch.stack(out, -1)
+
+
+def contract(x: Tensor) -> Tensor:
+    """Unbounded space → the box of half-size 2 (∞-norm contraction)."""
+    n = x.abs().max(-1, keepdim=True).values.clamp_min(1e-9)
+    return torch.where(n <= 1, x, (2 - 1 / n) * x / n)
+
+
+class _TruncExp(torch.autograd.Function):
+    """exp with its gradient clamped, as instant-NGP does for density."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.exp(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * torch.exp(x.clamp(-15, 15))
+
+
+class RadianceField(nn.Module):
+    """σ(x) and rgb(x, d). `centre`/`half` give the scene box; `unbounded` contracts beyond it."""
+
+    def __init__(self, centre, half, unbounded: bool = False, cfg: FieldConfig | None = None, seed: int = 0):
+        super().__init__()
+        self.cfg = cfg = cfg or FieldConfig()
+        g = torch.Generator().manual_seed(seed)
+        self.table = nn.Parameter((torch.rand(cfg.levels, 2 ** cfg.log2_table, cfg.features, generator=g) * 2 - 1)
+                                  * 1e-4)
+        self.register_buffer("box_centre", torch.as_tensor(centre, dtype=torch.float32))
+        self.register_buffer("box_half", torch.as_tensor(half, dtype=torch.float32))
+        self.unbounded = unbounded
+        enc = cfg.levels * cfg.features
+        self.density_mlp = nn.Sequential(nn.Linear(enc, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 1 + cfg.geo_features))
+        self.colour_mlp = nn.Sequential(nn.Linear(cfg.geo_features + cfg.sh_degree ** 2, cfg.hidden), nn.ReLU(),
+                                        nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 3))
+
+    def grid_box(self) -> tuple[Tensor, Tensor]:
+        """The region the occupancy grid's outermost cascade must cover."""
+        return self.box_centre, self.box_half * (2.0 if self.unbounded else 1.0)
+
+    def normalise(self, x: Tensor) -> Tensor:
+        u = (x - self.box_centre) / self.box_half
+        if self.unbounded:
+            return contract(u) / 4 + 0.5
+        return u / 2 + 0.5
+
+    def features(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.density_mlp(hash_encode(self.normalise(x), self.table, self.cfg.n_min, self.cfg.n_max))
+        return _TruncExp.apply(h[:, 0] - 1.0), h[:, 1:]
+
+    def density(self, x: Tensor) -> Tensor:
+        return self.features(x)[0]
+
+    def forward(self, x: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
+        sigma, geo = self.features(x)
+        rgb = torch.sigmoid(self.colour_mlp(torch.cat([geo, sh_encode(d, self.cfg.sh_degree)], -1)))
+        return sigma, rgb
+
+
+class OccupancyGrid:
+    """Cascaded density grid (EMA with decay) and its occupancy bits, for `march_rays`."""
+
+    def __init__(self, centre: Tensor, half: Tensor, step: float, cascades: int = 1, res: int = 128,
+                 min_optical_thickness: float = 0.01, decay: float = 0.95):
+        self.centre, self.half = centre.double(), half.double() / (2 ** (cascades - 1))
+        # a cell is empty when one marching step through it would be nearly transparent (instant-NGP)
+        self.cascades, self.res, self.threshold, self.decay = cascades, res, min_optical_thickness / step, decay
+        self.density = torch.zeros((cascades, res, res, res))
+        self.bits = torch.ones((cascades, res, res, res), dtype=torch.uint8)  # everything occupied until measured
+
+    def cell_points(self, idx: Tensor, g: torch.Generator) -> Tensor:
+        """World positions of random points in cells (flat indices into the grid)."""
+        r = self.res
+        c, rest = idx // r ** 3, idx % r ** 3
+        ijk = torch.stack([rest // (r * r), (rest // r) % r, rest % r], -1).double()
+        u = (ijk + torch.rand(ijk.shape, generator=g, dtype=torch.float64)) / r  # in [0, 1)
+        scale = (2.0 ** c).double()[:, None]
+        return self.centre + (u * 2 - 1) * self.half * scale
+
+    @torch.no_grad()
+    def update(self, density_fn, step: int, g: torch.Generator, cells_per_update: int | None = None) -> None:
+        """instant-NGP's update: every cell early on, then a random quarter plus the occupied ones;
+        density = max(density·decay, σ at a random point of the cell); occupied above
+        min(mean density, threshold)."""
+        total = self.density.numel()
+        if step < 256 or cells_per_update is None:
+            idx = torch.arange(total)
+        else:
+            rand = torch.randint(0, total, (cells_per_update,), generator=g)
+            occ = torch.nonzero(self.bits.view(-1))[:, 0]
+            occ = occ[torch.randperm(len(occ), generator=g)[:cells_per_update]]
+            idx = torch.cat([rand, occ])
+        flat = self.density.view(-1)
+        for chunk in idx.split(1 << 16):
+            sigma = density_fn(self.cell_points(chunk, g).float()).double()
+            flat[chunk] = torch.maximum(flat[chunk] * self.decay, sigma.to(flat.dtype))
+        mean = float(self.density.clamp_min(0).mean())
+        self.bits = (self.density > min(mean, self.threshold)).to(torch.uint8)
+
+    def march(self, origins, dirs, near, far, dt_min, dt_max=1e10, cone=0.0):
+        return march_rays(origins, dirs, near, far, self.bits, self.centre, self.half, dt_min, dt_max, cone)
+
+
+def render_rays(field: RadianceField, grid: OccupancyGrid, origins: Tensor, dirs: Tensor, near: Tensor, far: Tensor,
+                dt_min: float, background: Tensor, cone: float = 0.0, dt_max: float = 1e10) -> dict[str, Tensor]:
+    """rgb (R, 3) over `background`, opacity (R,), depth (R,) and the number of samples."""
+    ray_indices, t0, t1 = grid.march(origins, dirs, near, far, dt_min, dt_max, cone)
+    mid = 0.5 * (t0 + t1)
+    x = origins[ray_indices] + mid[:, None] * dirs[ray_indices]
+    sigma, rgb = field(x, dirs[ray_indices])
+    colour, opacity, depth = composite(sigma, rgb, t0, t1, ray_indices, len(origins))
+    return {"rgb": colour + (1 - opacity[:, None]) * background, "opacity": opacity, "depth": depth,
+            "samples": len(ray_indices)}
+
+
+def default_step(half: Tensor, steps: int = 1024) -> float:
+    """instant-NGP's step: the box's diagonal over `steps`."""
+    return float(2 * math.sqrt(3) * half.max() / steps)
