@@ -130,17 +130,17 @@ class OccupancyGrid:
 
     @torch.no_grad()
     def update(self, density_fn, step: int, g: torch.Generator, cells_per_update: int | None = None) -> None:
-        """instant-NGP's update: every cell early on, then a random quarter plus the occupied ones;
+        """instant-NGP's update: every cell at first, then random cells plus occupied ones;
         density = max(density·decay, σ at a random point of the cell); occupied above
         min(mean density, threshold)."""
         total = self.density.numel()
-        if step < 256 or cells_per_update is None:
+        if step == 0 or cells_per_update is None:
             idx = torch.arange(total)
         else:
             rand = torch.randint(0, total, (cells_per_update,), generator=g)
             occ = torch.nonzero(self.bits.view(-1))[:, 0]
             occ = occ[torch.randperm(len(occ), generator=g)[:cells_per_update]]
-            idx = torch.cat([rand, occ])
+            idx = torch.unique(torch.cat([rand, occ]))  # one write per cell: duplicates would race
         flat = self.density.view(-1)
         for chunk in idx.split(1 << 16):
             sigma = density_fn(self.cell_points(chunk, g).float()).double()

@@ -66,3 +66,30 @@ def test_short_nerf_training_on_lego_raises_psnr():
     assert after > before + 8 and after > 20
     assert grid.bits.float().mean() < 0.3  # empty space was found
     assert np.isfinite(info["loss"])
+
+
+@pytest.mark.skipif(not (DATA / "lego").is_dir(), reason="needs ../shared/data/lego")
+def test_train_nerf_job_metrics_and_resume(tmp_path):
+    from engine.io import load_checkpoint
+    from tests.conftest import run_cli
+
+    common = ["train", "nerf", DATA / "lego", "--downscale", "8", "--eval-views", "1", "--log2-table", "14",
+              "--grid-res", "32", "--checkpoint-every", "5"]
+    r = run_cli(*common, "--max-steps", "20", "--out", tmp_path / "straight")
+    assert r.returncode == 0, r.stderr[-2000:]
+    import json
+
+    m = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    for key in ("steps", "train_seconds", "rays_per_second", "peak_mem_mb"):
+        assert key in m
+    assert m["steps"] == 20 and m["test"]["psnr"] > 10 and 0 < m["test"]["ssim"] <= 1
+    assert (tmp_path / "straight" / "renders" / "test" / "0000.png").is_file()
+    r = run_cli(*common, "--max-steps", "10", "--out", tmp_path / "split")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = run_cli(*common, "--max-steps", "20", "--resume", "--out", tmp_path / "split")
+    assert r.returncode == 0, r.stderr[-2000:]
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
+    assert b["state"]["step"] == 20
+    for k in a["params"]:
+        assert torch.allclose(a["params"][k], b["params"][k], atol=1e-6), k

@@ -8,6 +8,7 @@ from typing import Annotated, Literal, Optional, Union
 import tyro
 
 from engine.train_gaussians import TrainGaussiansJob
+from engine.train_nerf import TrainNerfJob
 
 
 @dataclass
@@ -16,7 +17,8 @@ class TrainJob:
 
     case: tyro.conf.OmitSubcommandPrefixes[Union[Annotated[TrainGaussiansJob, tyro.conf.subcommand("gaussians")],
                                                  Annotated[TrainGaussiansJob, tyro.conf.subcommand(
-                                                     "3dgs", description="Alias of `gaussians`.")]]]
+                                                     "3dgs", description="Alias of `gaussians`.")],
+                                                 Annotated[TrainNerfJob, tyro.conf.subcommand("nerf")]]]
 
     def run(self):
         return self.case.run()
