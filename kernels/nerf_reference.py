@@ -89,13 +89,35 @@ def composite(sigmas: Tensor, rgbs: Tensor, t_starts: Tensor, t_ends: Tensor, ra
     return rgb, opacity, depth
 
 
+def occupied(p: Tensor, bits: Tensor, centre, half) -> Tensor:
+    """Is each point (N, 3) in an occupied cell of the cascaded grid (see `march_rays`)? False outside
+    every cascade. (N,) bool."""
+    C, G = bits.shape[0], bits.shape[1]
+    p = p.double()
+    centre = torch.as_tensor(centre, dtype=torch.float64, device=p.device)
+    half = torch.as_tensor(half, dtype=torch.float64, device=p.device)
+    m = ((p - centre).abs() / half).max(1).values
+    c = torch.zeros_like(m, dtype=torch.long)
+    sc = torch.ones_like(m)
+    for _ in range(C):
+        grow = (m > sc) & (c < C)
+        sc = torch.where(grow, sc * 2, sc)
+        c = c + grow.long()
+    inside = c < C
+    u = (p - (centre - half * sc[:, None])) / (2.0 * half * sc[:, None])
+    cell = torch.floor(u * G).long().clamp(0, G - 1)
+    out = torch.zeros(len(p), dtype=torch.bool, device=p.device)
+    out[inside] = bits[c[inside], cell[inside, 0], cell[inside, 1], cell[inside, 2]] != 0
+    return out
+
+
 def march_rays(origins: Tensor, dirs: Tensor, near: Tensor, far: Tensor, bits: Tensor, centre, half,
                dt_min: float, dt_max: float, cone: float) -> tuple[Tensor, Tensor]:
     """Occupancy-grid ray marching (float64). Cascade c covers centre ± half·2^c with G³ cells (bits
     (C, G, G, G), nonzero = occupied). From where a ray enters the outermost box (clipped to
     [near, far]) it steps by dt = clamp(t·cone, dt_min, dt_max); a step is a sample [t, t + dt) when
     its midpoint's cell is occupied. Returns ray_indices (M,) sorted and t (M, 2)."""
-    C, G = bits.shape[0], bits.shape[1]
+    C = bits.shape[0]
     o, d = origins.double(), dirs.double()
     centre = torch.as_tensor(centre, dtype=torch.float64)
     half = torch.as_tensor(half, dtype=torch.float64)
@@ -116,20 +138,7 @@ def march_rays(origins: Tensor, dirs: Tensor, near: Tensor, far: Tensor, bits: T
     while bool(active.any()):
         dt = (t * cone).clamp(dt_min, dt_max)
         mid = t + 0.5 * dt
-        p = o + mid[:, None] * d
-        m = ((p - centre).abs() / half).max(1).values
-        c = torch.zeros_like(m, dtype=torch.long)
-        sc = torch.ones_like(m)
-        for _ in range(C):
-            grow = (m > sc) & (c < C)
-            sc = torch.where(grow, sc * 2, sc)
-            c = c + grow.long()
-        inside = c < C
-        u = (p - (centre - half * sc[:, None])) / (2.0 * half * sc[:, None])
-        cell = torch.floor(u * G).long().clamp(0, G - 1)
-        occ = torch.zeros_like(active)
-        ok = inside & active
-        occ[ok] = bits[c[ok], cell[ok, 0], cell[ok, 1], cell[ok, 2]] != 0
+        occ = occupied(o + mid[:, None] * d, bits, centre, half) & active
         hit = torch.nonzero(occ)[:, 0]
         rays.append(hit)
         starts.append(t[hit])

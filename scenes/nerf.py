@@ -148,6 +148,12 @@ class OccupancyGrid:
         mean = float(self.density.clamp_min(0).mean())
         self.bits = (self.density > min(mean, self.threshold)).to(torch.uint8)
 
+    def occupied(self, x: Tensor) -> Tensor:
+        """Which world points (N, 3) lie in occupied cells: the space the renderer samples. (N,) bool."""
+        from kernels.nerf_reference import occupied
+
+        return occupied(x, self.bits, self.centre, self.half)
+
     def march(self, origins, dirs, near, far, dt_min, dt_max=1e10, cone=0.0):
         return march_rays(origins, dirs, near, far, self.bits, self.centre, self.half, dt_min, dt_max, cone)
 

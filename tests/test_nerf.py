@@ -67,6 +67,29 @@ def test_short_nerf_training_on_lego_raises_psnr():
     assert grid.bits.float().mean() < 0.3  # empty space was found
     assert np.isfinite(info["loss"])
 
+    # the mesh lies where the photos see the object: its vertices project into the alpha masks of
+    # training views, and it covers most of each mask
+    from scenes.nerf_mesh import field_mesh
+
+    mesh = field_mesh(field, grid, resolution=128, threshold=2.0)  # a young field: a softer level
+    v = mesh["vertices"]
+    assert len(mesh["faces"]) > 5000 and np.abs(v).max() < 1.5
+    inside, covered = [], []
+    for i in scene.splits["train"][1::10]:
+        f, alpha = scene.frames[i], scene.image_rgba(i)[..., 3]
+        cam = (v - f.c2w[:3, 3]) @ f.c2w[:3, :3]
+        uv = cam[:, :2] / cam[:, 2:] * [f.intrinsics.fx, f.intrinsics.fy] + [f.intrinsics.cx, f.intrinsics.cy]
+        px = np.clip(np.floor(uv).astype(int), 0, [alpha.shape[1] - 1, alpha.shape[0] - 1])
+        from scipy.ndimage import binary_dilation
+
+        mask = alpha > 0.5
+        inside.append(binary_dilation(mask, iterations=1)[px[:, 1], px[:, 0]].mean())
+        hit = np.zeros_like(mask)
+        hit[px[:, 1], px[:, 0]] = True
+        covered.append((hit & mask).sum() / mask.sum())
+    print(f"mesh: {len(v)} vertices; in the masks {np.mean(inside):.3f}, covering {np.mean(covered):.3f}")
+    assert min(inside) > 0.9 and min(covered) > 0.8
+
 
 @pytest.mark.skipif(not (DATA / "lego").is_dir(), reason="needs ../shared/data/lego")
 def test_train_nerf_job_metrics_and_resume(tmp_path):
@@ -75,21 +98,47 @@ def test_train_nerf_job_metrics_and_resume(tmp_path):
 
     common = ["train", "nerf", DATA / "lego", "--downscale", "8", "--eval-views", "1", "--log2-table", "14",
               "--grid-res", "32", "--checkpoint-every", "5"]
-    r = run_cli(*common, "--max-steps", "20", "--out", tmp_path / "straight")
+    quiet = ["--mesh-resolution", "0", "--video-frames", "0"]
+    r = run_cli(*common, "--max-steps", "60", "--video-frames", "4", "--mesh-resolution", "48",
+                "--mesh-threshold", "1", "--out", tmp_path / "straight")
     assert r.returncode == 0, r.stderr[-2000:]
     import json
 
-    m = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    import imageio.v3 as iio
+    import trimesh
+
+    run = tmp_path / "straight"
+    m = json.loads((run / "metrics.json").read_text())
     for key in ("steps", "train_seconds", "rays_per_second", "peak_mem_mb"):
         assert key in m
-    assert m["steps"] == 20 and m["test"]["psnr"] > 10 and 0 < m["test"]["ssim"] <= 1
-    assert (tmp_path / "straight" / "renders" / "test" / "0000.png").is_file()
-    r = run_cli(*common, "--max-steps", "10", "--out", tmp_path / "split")
+    assert m["steps"] == 60 and m["test"]["psnr"] > 12 and 0 < m["test"]["ssim"] <= 1
+    assert (run / "renders" / "test" / "0000.png").is_file()
+    assert iio.imread(run / "renders" / "video.mp4").shape[:2] == (4, 100)
+    mesh = trimesh.load(run / "exports" / "mesh.ply", process=False)
+    assert len(mesh.faces) == m["exports"]["mesh"]["faces"] > 0 and mesh.visual.vertex_colors.shape[0] == len(mesh.vertices)
+    # lumen3d export writes the same mesh again, as OBJ too; a NeRF run is no Gaussian scene
+    r = run_cli("export", run, "--format", "mesh", "--mesh-resolution", "48", "--mesh-threshold", "1",
+                "--out", tmp_path / "again.ply")
     assert r.returncode == 0, r.stderr[-2000:]
-    r = run_cli(*common, "--max-steps", "20", "--resume", "--out", tmp_path / "split")
+    again = trimesh.load(tmp_path / "again.ply", process=False)
+    assert np.array_equal(again.faces, mesh.faces) and np.allclose(again.vertices, mesh.vertices)
+    r = run_cli("export", run, "--format", "mesh", "--mesh-resolution", "48", "--mesh-threshold", "1",
+                "--out", tmp_path / "m.obj")
+    assert r.returncode == 0 and (tmp_path / "m.obj").stat().st_size > 0, r.stderr[-2000:]
+    from tests.conftest import assert_one_clear_line
+
+    assert_one_clear_line(run_cli("export", run, "--format", "ply"), [str(run), "--format mesh"])
+    assert_one_clear_line(run_cli("export", run, "--format", "mesh", "--mesh-threshold", "1e9",
+                                  "--out", tmp_path / "none.ply"), ["none.ply", "no surface"])
+    assert not (tmp_path / "none.ply").exists()
+    r = run_cli(*common, *quiet, "--max-steps", "60", "--kill-at-step", "33", "--out", tmp_path / "split")
+    assert r.returncode == -9, r.stderr[-2000:]  # killed: the last checkpoint is step 30's
+    r = run_cli(*common, *quiet, "--max-steps", "60", "--resume", "--out", tmp_path / "split")
     assert r.returncode == 0, r.stderr[-2000:]
+    assert_one_clear_line(run_cli(*common, *quiet, "--max-steps", "60", "--lr", "0.02", "--resume",
+                                  "--out", tmp_path / "split"), ["last.pt", "different training options"])
     a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
     b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
-    assert b["state"]["step"] == 20
+    assert b["state"]["step"] == 60
     for k in a["params"]:
         assert torch.allclose(a["params"][k], b["params"][k], atol=1e-6), k
