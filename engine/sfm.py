@@ -217,3 +217,74 @@ def _export_undistorted(rec, sparse: Path, images_dir: Path, out: Path) -> None:
         ply = "sparse_pc.ply"
     write_nerfstudio(out / "transforms.json", scene.frames, out, ply_file=ply)
 
+
+
+def triangulate_known_poses(scene, threads: int = -1, max_features: int = 8192) -> tuple[np.ndarray, np.ndarray, dict]:
+    """SfM points for a posed dataset that ships none (LLFF, nerfstudio without a point cloud):
+    SIFT features and exhaustive matching of its training photos, then COLMAP's triangulation with
+    the dataset's own cameras held fixed, so the points are in the dataset's frame. Returns points
+    (M, 3) float64, colours (M, 3) uint8 and figures (points, reprojection error, seconds)."""
+    import tempfile
+
+    import pycolmap
+
+    from engine.data.images import downscaled_copy
+
+    t = time.perf_counter()
+    frames = [scene.frames[i] for i in scene.splits["train"]]
+    intr = {(f.intrinsics.width, f.intrinsics.height, f.intrinsics.fx, f.intrinsics.fy, f.intrinsics.cx,
+             f.intrinsics.cy, f.intrinsics.model, f.intrinsics.dist) for f in frames}
+    if not logging.getLogger("lumen3d").isEnabledFor(logging.DEBUG):
+        pycolmap.logging.minloglevel = 2
+    with tempfile.TemporaryDirectory(prefix="lumen3d-triangulate-") as tmp:
+        tmp = Path(tmp)
+        images = tmp / "images"
+        images.mkdir()
+        names = {}
+        for k, f in enumerate(frames):  # the photos at the frames' resolution, under unique names
+            src = downscaled_copy(f.image_path, f.downscale).resolve()
+            name = f"{k:05d}{src.suffix}"
+            (images / name).symlink_to(src)
+            names[name] = f
+        db = tmp / "database.db"
+        reader = pycolmap.ImageReaderOptions()
+        if len(intr) == 1 and frames[0].intrinsics.model == "PINHOLE":
+            K = frames[0].intrinsics
+            reader.camera_model = "PINHOLE"
+            reader.camera_params = f"{K.fx!r},{K.fy!r},{K.cx!r},{K.cy!r}"
+        extract = pycolmap.FeatureExtractionOptions()
+        extract.num_threads = threads
+        extract.sift.max_num_features = max_features
+        pycolmap.extract_features(db, images, image_names=sorted(names), camera_mode=pycolmap.CameraMode.PER_IMAGE,
+                                  reader_options=reader, extraction_options=extract, device=pycolmap.Device.cpu)
+        match = pycolmap.FeatureMatchingOptions()
+        match.num_threads = threads
+        pycolmap.match_exhaustive(db, matching_options=match, device=pycolmap.Device.cpu)
+        database = pycolmap.Database.open(db)
+        cameras = {c.camera_id: c for c in database.read_all_cameras()}
+        rec = pycolmap.Reconstruction()
+        for im in database.read_all_images():
+            f = names[im.name]
+            cam = cameras[im.camera_id]
+            # the dataset's intrinsics, whatever the reader guessed; distortion only in COLMAP's own models
+            K = f.intrinsics
+            if K.model == "PINHOLE":
+                cam.model, cam.params = pycolmap.CameraModelId.PINHOLE, [K.fx, K.fy, K.cx, K.cy]
+            elif K.model == "SIMPLE_RADIAL" and K.fx == K.fy:
+                cam.model, cam.params = pycolmap.CameraModelId.SIMPLE_RADIAL, [K.fx, K.cx, K.cy, *K.dist]
+            else:
+                cam.model, cam.params = pycolmap.CameraModelId.OPENCV, [K.fx, K.fy, K.cx, K.cy,
+                                                                        *(K.dist or (0.0, 0.0, 0.0, 0.0))]
+            rec.add_camera_with_trivial_rig(cam)
+            w2c = np.linalg.inv(f.c2w)
+            rec.add_image_with_trivial_frame(im, pycolmap.Rigid3d(pycolmap.Rotation3d(w2c[:3, :3]), w2c[:3, 3]))
+        database.close()
+        (tmp / "sparse").mkdir()
+        rec = pycolmap.triangulate_points(rec, db, images, tmp / "sparse")
+        rec.extract_colors_for_all_images(str(images))
+        pts = list(rec.points3D.values())
+        xyz = np.array([p.xyz for p in pts], np.float64).reshape(-1, 3)
+        rgb = np.array([p.color for p in pts], np.uint8).reshape(-1, 3)
+        info = {"points": len(pts), "mean_reprojection_error_px": float(rec.compute_mean_reprojection_error()),
+                "seconds": time.perf_counter() - t}
+    return xyz, rgb, info

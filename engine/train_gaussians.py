@@ -42,8 +42,12 @@ class GaussianTrainOptions:
     """Background colour (default: white for Blender scenes, black otherwise)."""
     random_background: bool = False
     """Composite RGBA targets on a random colour each step (needs images with alpha)."""
+    init: Literal["auto", "points", "sfm", "hull", "frustum", "box"] = "auto"
+    """Starting Gaussians: the dataset's SfM points; points triangulated from its poses (sfm); random
+    points inside the photos' silhouettes (hull, RGBA photos); between LLFF's near/far bounds
+    (frustum); or in a box around the focus. auto: points, else hull for RGBA photos, else sfm."""
     init_points: int = 100_000
-    """Random initial Gaussians when the dataset has no SfM points."""
+    """Random initial Gaussians (hull, frustum, box)."""
     init_opacity: float = 0.1
     lr_means: float = 1.6e-4
     lr_means_final: float = 1.6e-6
@@ -166,20 +170,9 @@ class Trainer:
         c2ws = np.stack([scene.frames[i].c2w for i in self.train_idx])
         centres = c2ws[:, :3, 3]
         self.extent = 1.1 * float(np.linalg.norm(centres - centres.mean(0), axis=1).max())
-        if scene.points is not None and len(scene.points):
-            rgb = torch.from_numpy(scene.point_colors).float() / 255 if scene.point_colors is not None \
-                else torch.full((len(scene.points), 3), 0.5)
-            self.params = G.from_points(torch.from_numpy(scene.points).float(), rgb, cfg.sh_degree, cfg.init_opacity)
-            init = f"{len(scene.points)} SfM points"
-        elif scene.near_far is not None:
-            xyz, rgb = self.frustum_points(cfg.init_points)
-            self.params = G.from_points(xyz, rgb, cfg.sh_degree, cfg.init_opacity)
-            init = f"{cfg.init_points} points between the near and far bounds of the training views"
-        else:
-            focus = focus_point(c2ws)
-            r = 0.35 * float(np.linalg.norm(centres - focus, axis=1).mean())
-            self.params = G.random_in_box(cfg.init_points, focus - r, focus + r, cfg.sh_degree, self.gen)
-            init = f"{cfg.init_points} random points within {r:.2f} of the focus point"
+        self.init_info: dict = {}
+        self.params, init = self.initial_gaussians(c2ws)
+        self.init_info["from"] = init
         log.info("%s: %d train / %d test views at %dx%d, extent %.3f, init from %s", scene.root, len(self.train_idx),
                  len(self.test_idx), scene.frames[self.train_idx[0]].intrinsics.width,
                  scene.frames[self.train_idx[0]].intrinsics.height, self.extent, init)
@@ -197,6 +190,92 @@ class Trainer:
         self.step = 0
         self.train_seconds = 0.0
         self.order: list[int] = []
+
+    def initial_gaussians(self, c2ws: np.ndarray) -> tuple[dict, str]:
+        """The starting Gaussians (see --init) and a line saying where they came from."""
+        from scenes import gaussians as G
+
+        cfg, scene = self.cfg, self.scene
+        focus = focus_point(c2ws)
+        r = 0.35 * float(np.linalg.norm(c2ws[:, :3, 3] - focus, axis=1).mean())
+        has_points = scene.points is not None and len(scene.points) > 0
+        init = cfg.init
+        if init == "auto":
+            init = "points" if has_points else "hull" if self.images[0].shape[-1] == 4 else "sfm"
+        if init == "points" and not has_points:
+            raise InputError(cfg.data, "--init points: the dataset has no SfM points")
+        if init == "points":
+            rgb = torch.from_numpy(scene.point_colors).float() / 255 if scene.point_colors is not None \
+                else torch.full((len(scene.points), 3), 0.5)
+            return (G.from_points(torch.from_numpy(scene.points).float(), rgb, cfg.sh_degree, cfg.init_opacity),
+                    f"{len(scene.points)} SfM points of the dataset")
+        if init == "sfm":
+            from engine.sfm import triangulate_known_poses
+
+            xyz, rgb, info = triangulate_known_poses(scene)
+            self.init_info = info
+            if len(xyz) >= 100:
+                return (G.from_points(torch.from_numpy(xyz).float(), torch.from_numpy(rgb).float() / 255,
+                                      cfg.sh_degree, cfg.init_opacity),
+                        f"{len(xyz)} points triangulated from the dataset's poses ({info['mean_reprojection_error_px']:.2f} px)")
+            log.warning("triangulation found only %d points: starting from random points instead", len(xyz))
+            init = "frustum" if scene.near_far is not None else "box"
+        if init == "hull":
+            if self.images[0].shape[-1] != 4:
+                raise InputError(cfg.data, "--init hull needs photos with an alpha channel")
+            xyz, rgb = self.hull_points(cfg.init_points, focus - r, focus + r)
+            if len(xyz) >= cfg.init_points // 10:
+                return (G.from_points(xyz, rgb, cfg.sh_degree, cfg.init_opacity),
+                        f"{len(xyz)} points inside the training views' silhouettes")
+            log.warning("the silhouettes leave only %d points: starting from random points instead", len(xyz))
+            init = "box"
+        if init == "frustum":
+            if scene.near_far is None:
+                raise InputError(cfg.data, "--init frustum needs per-view near/far bounds (LLFF)")
+            xyz, rgb = self.frustum_points(cfg.init_points)
+            return (G.from_points(xyz, rgb, cfg.sh_degree, cfg.init_opacity),
+                    f"{cfg.init_points} points between the near and far bounds of the training views")
+        return (G.random_in_box(cfg.init_points, focus - r, focus + r, cfg.sh_degree, self.gen),
+                f"{cfg.init_points} random points within {r:.2f} of the focus point")
+
+    def hull_points(self, n: int, lo: np.ndarray, hi: np.ndarray, views: int = 50,
+                    batch: int = 1 << 18) -> tuple[torch.Tensor, torch.Tensor]:
+        """Up to n random points of the box [lo, hi] inside the visual hull: every one of `views`
+        training views that sees the point (in front, inside the frame) sees it on its silhouette
+        (alpha > 0.5). Coloured by the pixel of the view nearest to the point."""
+        g = self.gen
+        ks = np.linspace(0, len(self.train_idx) - 1, min(views, len(self.train_idx))).round().astype(int)
+        w2cs = [torch.from_numpy(np.linalg.inv(self.scene.frames[self.train_idx[k]].c2w)).float() for k in ks]
+        Ks = [self.scene.frames[self.train_idx[k]].intrinsics for k in ks]
+        lo_t, hi_t = torch.as_tensor(lo, dtype=torch.float32), torch.as_tensor(hi, dtype=torch.float32)
+        found_xyz, found_rgb, total = [], [], 0
+        for _ in range(64):
+            x = lo_t + (hi_t - lo_t) * torch.rand(batch, 3, generator=g)
+            keep = torch.ones(batch, dtype=torch.bool)
+            best = torch.full((batch,), float("inf"))
+            rgb = torch.zeros(batch, 3)
+            for k, w2c, K in zip(ks, w2cs, Ks):
+                cam = x @ w2c[:3, :3].T + w2c[:3, 3]
+                z = cam[:, 2]
+                u = (cam[:, 0] / z.clamp_min(1e-9) * K.fx + K.cx).floor().long()
+                v = (cam[:, 1] / z.clamp_min(1e-9) * K.fy + K.cy).floor().long()
+                seen = (z > 0) & (u >= 0) & (u < K.width) & (v >= 0) & (v < K.height)
+                img = self.images[k]
+                px = img[v[seen], u[seen]]
+                inside = torch.ones(batch, dtype=torch.bool)
+                inside[seen] = px[:, 3] > 0.5
+                keep &= inside
+                nearer = torch.zeros(batch, dtype=torch.bool)
+                nearer[seen] = z[seen] < best[seen]
+                best = torch.where(nearer, z, best)
+                sel = torch.nonzero(nearer)[:, 0]
+                rgb[sel] = img[v[sel], u[sel], :3]
+            found_xyz.append(x[keep])
+            found_rgb.append(rgb[keep])
+            total += int(keep.sum())
+            if total >= n:
+                break
+        return torch.cat(found_xyz)[:n], torch.cat(found_rgb)[:n]
 
     def frustum_points(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """n points seen by the training views: a random view, pixel and disparity between the
@@ -442,7 +521,8 @@ def train(cfg: TrainGaussiansJob, run) -> dict:
     metrics = {"test": test, "num_gaussians": len(trainer.params["means"]), "steps": trainer.step,
                "train_seconds": trainer.train_seconds,
                "peak_mem_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-               "strategy": cfg.strategy, "exports": exports, "video": str(video) if video else None, **extra}
+               "strategy": cfg.strategy, "init": trainer.init_info, "exports": exports,
+               "video": str(video) if video else None, **extra}
     run.write_metrics(**metrics)
     if test:
         log.info("test PSNR %.2f dB, SSIM %.4f over %d views; %d Gaussians, %d steps in %.0f s", test["psnr"],

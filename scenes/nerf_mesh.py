@@ -124,7 +124,8 @@ def save_mesh(mesh: dict[str, np.ndarray], path) -> None:
 
     from engine.io import atomic_path
 
-    tm = trimesh.Trimesh(mesh["vertices"], mesh["faces"], vertex_normals=mesh["normals"],
-                         vertex_colors=mesh["colours"], process=False)
+    # no normals in the file: readers recompute them, and Open3D 0.20 renders a mesh that carries
+    # both normals and colours from a file ~10× slower offscreen (34 s against 3.6 s at 250k faces)
+    tm = trimesh.Trimesh(mesh["vertices"], mesh["faces"], vertex_colors=mesh["colours"], process=False)
     with atomic_path(path) as tmp:
         tm.export(tmp)

@@ -215,7 +215,8 @@ def test_llff_init_samples_points_inside_the_views_between_near_and_far(data):
         def path(self, *parts):
             raise AssertionError("the trainer must not write during init")
 
-    t = Trainer(TrainGaussiansJob(data=data / "fern", downscale=16, init_points=3000, max_steps=1), NoRun())
+    t = Trainer(TrainGaussiansJob(data=data / "fern", downscale=16, init_points=3000, max_steps=1, init="frustum"),
+                NoRun())
     xyz = t.params["means"].detach().numpy().astype(np.float64)
     near, far = t.scene.near_far.min(), t.scene.near_far.max()
     seen = np.zeros(len(xyz), bool)
@@ -230,6 +231,54 @@ def test_llff_init_samples_points_inside_the_views_between_near_and_far(data):
     assert seen.all()
     # coloured by the pixels they came from: not the grey of an uninformed init
     assert G.sh_dc_to_rgb(t.params["sh_dc"].detach()[:, 0]).std(0).min() > 0.05
+
+
+class _NoRun:
+    def path(self, *parts):
+        raise AssertionError("the trainer must not write during init")
+
+
+def test_llff_starts_from_points_triangulated_with_its_own_poses(data):
+    from engine.train_gaussians import TrainGaussiansJob, Trainer
+
+    t = Trainer(TrainGaussiansJob(data=data / "fern", downscale=8, max_steps=1), _NoRun())
+    info = t.init_info
+    assert "triangulated" in info["from"] and info["points"] > 500 and info["mean_reprojection_error_px"] < 1.5
+    xyz = t.params["means"].detach().numpy().astype(np.float64)
+    assert len(xyz) == info["points"]
+    # in the dataset's frame: in front of every training view, between LLFF's own depth bounds (which
+    # come from COLMAP's points of the full-size photos), and inside most images
+    near, far = t.scene.near_far.min(), t.scene.near_far.max()
+    for i in t.train_idx:
+        f = t.scene.frames[i]
+        w2c = np.linalg.inv(f.c2w)
+        p = xyz @ w2c[:3, :3].T + w2c[:3, 3]
+        assert np.mean((p[:, 2] > 0.9 * near) & (p[:, 2] < 1.1 * far)) > 0.97
+        uv = f.intrinsics.project(p)
+        inside = (uv[:, 0] >= 0) & (uv[:, 0] < f.intrinsics.width) & (uv[:, 1] >= 0) & (uv[:, 1] < f.intrinsics.height)
+        assert inside.mean() > 0.6
+    assert G.sh_dc_to_rgb(t.params["sh_dc"].detach()[:, 0]).std(0).min() > 0.05  # the photos' colours
+
+
+def test_rgba_scenes_start_inside_the_silhouettes_of_views_they_never_saw(data):
+    from scipy.ndimage import binary_dilation
+
+    from engine.train_gaussians import TrainGaussiansJob, Trainer
+
+    t = Trainer(TrainGaussiansJob(data=data / "lego", downscale=8, init_points=5000, max_steps=1), _NoRun())
+    assert "silhouettes" in t.init_info["from"]
+    xyz = t.params["means"].detach().numpy().astype(np.float64)
+    assert len(xyz) == 5000
+    for i in t.test_idx[::40]:  # test views: not used to carve
+        f = t.scene.frames[i]
+        w2c = np.linalg.inv(f.c2w)
+        uv = f.intrinsics.project(xyz @ w2c[:3, :3].T + w2c[:3, 3])
+        alpha = t.scene.image_rgba(i)[..., 3] > 0.5
+        mask = binary_dilation(alpha, iterations=2)
+        px = np.clip(np.floor(uv).astype(int), 0, [alpha.shape[1] - 1, alpha.shape[0] - 1])
+        assert mask[px[:, 1], px[:, 0]].mean() > 0.97
+    with pytest.raises(Exception, match="alpha"):
+        Trainer(TrainGaussiansJob(data=data / "fern", downscale=16, init="hull", max_steps=1), _NoRun())
 
 
 def test_train_refuses_bad_input_in_one_line_without_side_effects(tmp_path, data):
