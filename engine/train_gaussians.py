@@ -360,7 +360,10 @@ class Trainer:
         from engine.losses import psnr, splat_loss
         from engine.progress import progress
 
+        from kernels._build import cpu_ops
+
         cfg = self.cfg
+        cpu_ops()  # a first build takes a minute: not training time
         deadline = None if cfg.max_minutes is None else cfg.max_minutes * 60
         stats_log = []
         with progress() as bar:

@@ -262,6 +262,10 @@ def train_nerf(cfg: TrainNerfJob, run) -> dict:
                             scene.background, seed=cfg.seed)
     field, grid, dt, cone, bg = model.field, model.grid, model.dt, model.cone, model.background
     opt = make_optimizer(field, cfg.lr)
+    train_frames = [scene.frames[i] for i in scene.splits["train"]]
+    near = 0.9 * float(scene.near_far[scene.splits["train"]].min()) if scene.near_far is not None else 0.0
+    visible = grid.mark_invisible(np.stack([f.c2w for f in train_frames]), [f.intrinsics for f in train_frames], near)
+    log.info("occupancy grid: %.1f%% of its cells are seen by a training view", 100 * visible)
     rays = dataset_rays(scene, scene.splits["train"], keep_alpha=cfg.random_background)
     state = {"step": 0, "train_seconds": 0.0, "rays": 0, "batch": 1024}
     ckpt = run.path("checkpoints", "last.pt")

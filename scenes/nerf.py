@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -118,13 +119,17 @@ class OccupancyGrid:
         self.cascades, self.res, self.threshold, self.decay = cascades, res, min_optical_thickness / step, decay
         self.density = torch.zeros((cascades, res, res, res))
         self.bits = torch.ones((cascades, res, res, res), dtype=torch.uint8)  # everything occupied until measured
+        self.visible = torch.ones((cascades, res, res, res), dtype=torch.bool)
 
-    def cell_points(self, idx: Tensor, g: torch.Generator) -> Tensor:
-        """World positions of random points in cells (flat indices into the grid)."""
+    def cell_points(self, idx: Tensor, g: torch.Generator | None) -> Tensor:
+        """World positions of random points in cells (flat indices into the grid); their centres
+        without a generator."""
         r = self.res
         c, rest = idx // r ** 3, idx % r ** 3
         ijk = torch.stack([rest // (r * r), (rest // r) % r, rest % r], -1).double()
-        u = (ijk + torch.rand(ijk.shape, generator=g, dtype=torch.float64)) / r  # in [0, 1)
+        frac = torch.full(ijk.shape, 0.5, dtype=torch.float64) if g is None else \
+            torch.rand(ijk.shape, generator=g, dtype=torch.float64)
+        u = (ijk + frac) / r  # in [0, 1)
         scale = (2.0 ** c).double()[:, None]
         return self.centre + (u * 2 - 1) * self.half * scale
 
@@ -141,12 +146,37 @@ class OccupancyGrid:
             occ = torch.nonzero(self.bits.view(-1))[:, 0]
             occ = occ[torch.randperm(len(occ), generator=g)[:cells_per_update]]
             idx = torch.unique(torch.cat([rand, occ]))  # one write per cell: duplicates would race
+        visible = self.visible.view(-1)
+        idx = idx[visible[idx]]
         flat = self.density.view(-1)
         for chunk in idx.split(1 << 16):
             sigma = density_fn(self.cell_points(chunk, g).float()).double()
             flat[chunk] = torch.maximum(flat[chunk] * self.decay, sigma.to(flat.dtype))
-        mean = float(self.density.clamp_min(0).mean())
-        self.bits = (self.density > min(mean, self.threshold)).to(torch.uint8)
+        mean = float(flat[visible].clamp_min(0).mean()) if bool(visible.any()) else 0.0
+        self.bits = ((self.density > min(mean, self.threshold)) & self.visible).to(torch.uint8)
+
+    @torch.no_grad()
+    def mark_invisible(self, c2ws, intrinsics, near: float = 0.0, chunk: int = 1 << 20) -> float:
+        """Mark the cells whose centre no training camera sees (in front of it beyond `near`, inside
+        its image) as empty for good, as instant-NGP and nerfacc do: nothing constrains their density,
+        and left occupied they fill unbounded scenes with samples. c2ws (N, 4, 4) OpenCV; one
+        `engine.data.cameras.Intrinsics` each. Returns the visible fraction."""
+        w2c = torch.as_tensor(np.linalg.inv(np.asarray(c2ws, dtype=np.float64)), dtype=torch.float32)
+        K = torch.tensor([[k.fx, k.fy, k.cx, k.cy, k.width, k.height] for k in intrinsics], dtype=torch.float32)
+        vis = torch.zeros(self.density.numel(), dtype=torch.bool)
+        for idx in torch.arange(self.density.numel()).split(chunk):
+            x = self.cell_points(idx, None).float()
+            seen = torch.zeros(len(idx), dtype=torch.bool)
+            for m, k in zip(w2c, K):
+                p = x @ m[:3, :3].T + m[:3, 3]
+                z = p[:, 2].clamp_min(1e-9)
+                u, v = p[:, 0] / z * k[0] + k[2], p[:, 1] / z * k[1] + k[3]
+                seen |= (p[:, 2] > near) & (u >= 0) & (u < k[4]) & (v >= 0) & (v < k[5])
+            vis[idx] = seen
+        self.visible = vis.view(self.density.shape)
+        self.density[~self.visible] = 0.0
+        self.bits &= self.visible.to(torch.uint8)
+        return float(vis.float().mean())
 
     def occupied(self, x: Tensor) -> Tensor:
         """Which world points (N, 3) lie in occupied cells: the space the renderer samples. (N,) bool."""

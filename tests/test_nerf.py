@@ -44,6 +44,28 @@ def test_occupancy_grid_finds_a_sphere_and_marching_skips_the_rest():
     assert 2.4 < float(t0[ri == 0].min()) < 2.6 and 3.4 < float(t1[ri == 0].max()) < 3.6
 
 
+def test_cells_no_camera_sees_stay_empty():
+    from engine.data.cameras import Intrinsics, look_at
+    from scenes.nerf import OccupancyGrid
+
+    grid = OccupancyGrid(torch.zeros(3), torch.ones(3), step=0.01, cascades=2, res=16)
+    # one camera at -4 z looking at the origin with a narrow view: it sees a thin cone of the grid
+    c2w = look_at(np.array([0.0, 0.0, -4.0]), np.zeros(3), np.array([0.0, -1.0, 0.0]))
+    K = Intrinsics(64, 64, 320.0, 320.0, 32.0, 32.0)
+    frac = grid.mark_invisible(c2w[None], [K], near=0.0)
+    pts = grid.cell_points(torch.arange(grid.density.numel()), None).numpy()
+    p = (pts - c2w[:3, 3]) @ c2w[:3, :3]
+    uv = p[:, :2] / p[:, 2:] * 320 + 32
+    expect = (p[:, 2] > 0) & (uv >= 0).all(1) & (uv < 64).all(1)
+    assert np.array_equal(grid.visible.view(-1).numpy(), expect) and 0 < frac == expect.mean() < 0.5
+    # a density everywhere: only seen cells become occupied, and the rest keep no density
+    grid.update(lambda x: torch.full((len(x),), 100.0), 0, torch.Generator().manual_seed(0))
+    assert np.array_equal(grid.bits.view(-1).numpy().astype(bool), expect)
+    assert float(grid.density.view(-1)[torch.from_numpy(~expect)].abs().max()) == 0
+    grid.update(lambda x: torch.full((len(x),), 100.0), 16, torch.Generator().manual_seed(1), cells_per_update=500)
+    assert np.array_equal(grid.bits.view(-1).numpy().astype(bool), expect)
+
+
 @pytest.mark.skipif(not (DATA / "lego").is_dir(), reason="needs ../shared/data/lego")
 def test_short_nerf_training_on_lego_raises_psnr():
     from engine.data import load_scene
