@@ -215,9 +215,10 @@ class Trainer:
             xyz, rgb, info = triangulate_known_poses(scene)
             self.init_info = info
             if len(xyz) >= 100:
+                err = info["mean_reprojection_error_px"]
                 return (G.from_points(torch.from_numpy(xyz).float(), torch.from_numpy(rgb).float() / 255,
                                       cfg.sh_degree, cfg.init_opacity),
-                        f"{len(xyz)} points triangulated from the dataset's poses ({info['mean_reprojection_error_px']:.2f} px)")
+                        f"{len(xyz)} points triangulated from the dataset's poses ({err:.2f} px)")
             log.warning("triangulation found only %d points: starting from random points instead", len(xyz))
             init = "frustum" if scene.near_far is not None else "box"
         if init == "hull":
@@ -359,7 +360,6 @@ class Trainer:
     def train(self) -> dict:
         from engine.losses import psnr, splat_loss
         from engine.progress import progress
-
         from kernels._build import cpu_ops
 
         cfg = self.cfg
