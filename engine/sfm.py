@@ -219,11 +219,13 @@ def _export_undistorted(rec, sparse: Path, images_dir: Path, out: Path) -> None:
 
 
 
-def triangulate_known_poses(scene, threads: int = -1, max_features: int = 8192) -> tuple[np.ndarray, np.ndarray, dict]:
+def triangulate_known_poses(scene, threads: int = 1, max_features: int = 8192,
+                            seed: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
     """SfM points for a posed dataset that ships none (LLFF, nerfstudio without a point cloud):
     SIFT features and exhaustive matching of its training photos, then COLMAP's triangulation with
     the dataset's own cameras held fixed, so the points are in the dataset's frame. Returns points
-    (M, 3) float64, colours (M, 3) uint8 and figures (points, reprojection error, seconds)."""
+    (M, 3) float64, colours (M, 3) uint8 and figures (points, reprojection error, seconds). One
+    thread by default: COLMAP's threaded triangulation gives slightly different points run to run."""
     import tempfile
 
     import pycolmap
@@ -236,6 +238,7 @@ def triangulate_known_poses(scene, threads: int = -1, max_features: int = 8192) 
              f.intrinsics.cy, f.intrinsics.model, f.intrinsics.dist) for f in frames}
     if not logging.getLogger("lumen3d").isEnabledFor(logging.DEBUG):
         pycolmap.logging.minloglevel = 2
+    pycolmap.set_random_seed(seed)
     with tempfile.TemporaryDirectory(prefix="lumen3d-triangulate-") as tmp:
         tmp = Path(tmp)
         images = tmp / "images"
@@ -280,7 +283,10 @@ def triangulate_known_poses(scene, threads: int = -1, max_features: int = 8192) 
             rec.add_image_with_trivial_frame(im, pycolmap.Rigid3d(pycolmap.Rotation3d(w2c[:3, :3]), w2c[:3, 3]))
         database.close()
         (tmp / "sparse").mkdir()
-        rec = pycolmap.triangulate_points(rec, db, images, tmp / "sparse")
+        tri = pycolmap.IncrementalPipelineOptions()
+        tri.num_threads = threads
+        tri.random_seed = seed
+        rec = pycolmap.triangulate_points(rec, db, images, tmp / "sparse", options=tri)
         rec.extract_colors_for_all_images(str(images))
         pts = list(rec.points3D.values())
         xyz = np.array([p.xyz for p in pts], np.float64).reshape(-1, 3)

@@ -216,9 +216,15 @@ class Trainer:
             self.init_info = info
             if len(xyz) >= 100:
                 err = info["mean_reprojection_error_px"]
-                return (G.from_points(torch.from_numpy(xyz).float(), torch.from_numpy(rgb).float() / 255,
-                                      cfg.sh_degree, cfg.init_opacity),
-                        f"{len(xyz)} points triangulated from the dataset's poses ({err:.2f} px)")
+                xyz, rgb = torch.from_numpy(xyz).float(), torch.from_numpy(rgb).float() / 255
+                how = f"{len(xyz)} points triangulated from the dataset's poses ({err:.2f} px)"
+                if scene.near_far is not None and len(xyz) < cfg.init_points:
+                    # a few thousand points leave MCMC, which only grows by a few percent per
+                    # refinement, far below its cap in a short budget: fill up from the frusta
+                    fxyz, frgb = self.frustum_points(cfg.init_points - len(xyz))
+                    xyz, rgb = torch.cat([xyz, fxyz]), torch.cat([rgb, frgb])
+                    how += f" and {len(fxyz)} between the views' near and far bounds"
+                return G.from_points(xyz, rgb, cfg.sh_degree, cfg.init_opacity), how
             log.warning("triangulation found only %d points: starting from random points instead", len(xyz))
             init = "frustum" if scene.near_far is not None else "box"
         if init == "hull":

@@ -241,11 +241,11 @@ class _NoRun:
 def test_llff_starts_from_points_triangulated_with_its_own_poses(data):
     from engine.train_gaussians import TrainGaussiansJob, Trainer
 
-    t = Trainer(TrainGaussiansJob(data=data / "fern", downscale=8, max_steps=1), _NoRun())
+    t = Trainer(TrainGaussiansJob(data=data / "fern", downscale=8, max_steps=1, init_points=4000), _NoRun())
     info = t.init_info
     assert "triangulated" in info["from"] and info["points"] > 500 and info["mean_reprojection_error_px"] < 1.5
-    xyz = t.params["means"].detach().numpy().astype(np.float64)
-    assert len(xyz) == info["points"]
+    assert len(t.params["means"]) == 4000  # topped up between the near and far bounds
+    xyz = t.params["means"].detach().numpy().astype(np.float64)[:info["points"]]
     # in the dataset's frame: in front of every training view, between LLFF's own depth bounds (which
     # come from COLMAP's points of the full-size photos), and inside most images
     near, far = t.scene.near_far.min(), t.scene.near_far.max()
@@ -257,7 +257,9 @@ def test_llff_starts_from_points_triangulated_with_its_own_poses(data):
         uv = f.intrinsics.project(p)
         inside = (uv[:, 0] >= 0) & (uv[:, 0] < f.intrinsics.width) & (uv[:, 1] >= 0) & (uv[:, 1] < f.intrinsics.height)
         assert inside.mean() > 0.6
-    assert G.sh_dc_to_rgb(t.params["sh_dc"].detach()[:, 0]).std(0).min() > 0.05  # the photos' colours
+    assert G.sh_dc_to_rgb(t.params["sh_dc"].detach()[:info["points"], 0]).std(0).min() > 0.05  # photo colours
+    again = Trainer(TrainGaussiansJob(data=data / "fern", downscale=8, max_steps=1, init_points=4000), _NoRun())
+    assert torch.equal(again.params["means"], t.params["means"])  # deterministic
 
 
 def test_rgba_scenes_start_inside_the_silhouettes_of_views_they_never_saw(data):
