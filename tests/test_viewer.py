@@ -440,3 +440,24 @@ def test_live_view_follows_training_without_changing_it(data, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]  # the window closed itself when training ended
     live = json.loads((tmp_path / "c" / "metrics.json").read_text())["live_view"]
     assert live["mode"] == "window" and live["renders"] >= 2, live
+
+
+def test_a_large_mesh_renders_offscreen_without_stalling(tmp_path):
+    """A NeRF-sized marching-cubes mesh (645k faces, vertex colours): Filament on llvmpipe took
+    minutes for it once reading the file had raised glibc's dynamic mmap threshold (3 s with it
+    pinned); a stall runs into the timeout."""
+    from scenes.nerf_mesh import lattice, save_mesh, surface
+
+    lo, hi = -np.ones(3), np.ones(3)
+    x, y, z = np.meshgrid(*lattice(lo, hi, 256)[0], indexing="ij")
+    vol = (np.sin(9 * x) * np.sin(9 * y) * np.sin(9 * z) + 0.3 - (x * x + y * y + z * z)).astype(np.float32)
+    v, f = surface(vol, lo, hi, 0.0)
+    assert len(f) > 500_000
+    save_mesh({"vertices": v, "faces": f, "colours": np.tile(np.array([200, 120, 40], np.uint8), (len(v), 1))},
+              tmp_path / "big.ply")
+    r = run_cli("view", tmp_path / "big.ply", "--png", tmp_path / "big.png", "--width", "320", "--height", "240",
+                timeout=45)
+    assert r.returncode == 0, r.stderr[-2000:]
+    img = iio.imread(tmp_path / "big.png")
+    centre = img[100:140, 140:180, :3].reshape(-1, 3).mean(0)
+    assert centre[0] > centre[2] + 40  # the orange surface, not the white background
