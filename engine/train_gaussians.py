@@ -148,7 +148,6 @@ class Trainer:
     def __init__(self, cfg: TrainGaussiansJob, run):
         from engine.data import load_scene
         from engine.strategies import ADCStrategy, MCMCStrategy
-        from scenes import gaussians as G
 
         self.cfg, self.run = cfg, run
         self.live = None  # viewer.live.LivePreview when --live-view is on
