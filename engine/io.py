@@ -109,8 +109,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     except Exception as e:
         reason = (str(e).strip().splitlines() or [""])[0][:160]
         raise InputError(path, f"not a readable checkpoint ({e.__class__.__name__}: {reason})") from None
-    if not isinstance(state, dict) or "params" not in state:
-        raise InputError(path, "not a lumen3d checkpoint (no 'params')")
+    if not isinstance(state, dict) or not ("kind" in state or "params" in state):
+        raise InputError(path, "not a lumen3d checkpoint (no 'kind')")
     return state
 
 

@@ -41,11 +41,40 @@ def ssim(a: Tensor, b: Tensor) -> Tensor:
     return m.mean()
 
 
-def psnr(a: Tensor, b: Tensor) -> float:
-    mse = float(((a.clamp(0, 1) - b) ** 2).mean())
+def psnr(a, b) -> float:
+    """PSNR in dB of an image `a` (clamped to [0, 1]) against `b`; torch tensors or numpy arrays."""
+    a = a.clamp(0, 1) if isinstance(a, Tensor) else a.clip(0, 1)
+    mse = float(((a - b) ** 2).mean())
     return float("inf") if mse == 0 else -10.0 * math.log10(mse)
 
 
 def splat_loss(render: Tensor, target: Tensor, ssim_lambda: float = 0.2) -> Tensor:
     """3DGS photometric loss: (1 − λ)·L1 + λ·(1 − SSIM)."""
     return (1 - ssim_lambda) * (render - target).abs().mean() + ssim_lambda * (1 - ssim(render, target))
+
+
+class Objective:
+    """A scalar loss on rendered images, the one interface of what drives optimisation:
+    `objective(rgb, target) -> loss`. Reconstruction compares renders with photos; diffusion
+    guidance takes the prompt (and the cameras) as its target and returns a loss whose gradient
+    on the images is the score-distillation gradient."""
+
+    def __call__(self, rgb: Tensor, target) -> Tensor:
+        raise NotImplementedError
+
+
+class PhotometricLoss(Objective):
+    """3DGS's (1 − λ)·L1 + λ·(1 − SSIM) on an (H, W, 3) image."""
+
+    def __init__(self, ssim_lambda: float = 0.2):
+        self.ssim_lambda = ssim_lambda
+
+    def __call__(self, rgb: Tensor, target: Tensor) -> Tensor:
+        return splat_loss(rgb, target, self.ssim_lambda)
+
+
+class MSELoss(Objective):
+    """Mean squared error (NeRF's loss on a batch of rays)."""
+
+    def __call__(self, rgb: Tensor, target: Tensor) -> Tensor:
+        return ((rgb - target) ** 2).mean()

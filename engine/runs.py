@@ -11,7 +11,7 @@ import random
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -24,19 +24,31 @@ log = logging.getLogger("lumen3d")
 SUBDIRS = ("checkpoints", "renders", "exports")
 
 
+def may_change(default: Any) -> Any:
+    """A config field that a resumed run may change (budget, outputs, testing aids): every other
+    field must match the checkpoint's, so `--resume` continues the same training."""
+    return dataclasses.field(default=default, metadata={"resume": "may change"})
+
+
+def resume_fingerprint(cfg) -> str:
+    """The fields a resumed run must keep, as one comparable string."""
+    keep = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.metadata.get("resume") != "may change"}
+    return repr(sorted((k, str(v)) for k, v in keep.items()))
+
+
 @dataclass
 class RunOptions:
     """Options every job that writes a run directory takes."""
 
-    out: Path | None = None
+    out: Path | None = may_change(None)
     """Run directory (default: runs/<job>-<date>-<time>)."""
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = may_change("auto")
     """Where to compute: auto picks cuda when a GPU is visible."""
     seed: int = 0
     """Random seed for everything the job draws."""
-    overwrite: bool = False
+    overwrite: bool = may_change(False)
     """Allow writing into a run directory that already holds results."""
-    debug: bool = False
+    debug: bool = may_change(False)
     """Show full tracebacks."""
 
 
@@ -81,7 +93,7 @@ class Run:
         atomic_write_json(self.path("metrics.json"), self.metrics)
 
 
-def _config_dict(cfg) -> dict:
+def config_dict(cfg) -> dict:
     d = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
     return json.loads(json.dumps(d, default=lambda o: os.fspath(o) if isinstance(o, os.PathLike) else str(o)))
 
@@ -112,7 +124,7 @@ def start_run(job: str, opts: RunOptions, inputs: list[Path] = (), resume: bool 
     run = Run(root, job)
     _setup_logging(root / "log.txt", logging.DEBUG if opts.debug else logging.INFO)
     atomic_write_json(root / "config.json", {
-        "job": job, "config": _config_dict(opts), "device": device, "version": __version__,
+        "job": job, "config": config_dict(opts), "device": device, "version": __version__,
         "argv": sys.argv, "python": platform.python_version(), "host": platform.node(),
         "started": _dt.datetime.now().isoformat(timespec="seconds")})
     log.info("run directory %s (device %s, seed %d)", root, device, opts.seed)

@@ -1,12 +1,15 @@
 """Densification strategies for Gaussian splatting, swappable behind two hooks.
 
 A strategy sees the parameters (a dict of nn.Parameter), the optimisers (one Adam per
-parameter, as 3DGS) and the render info of each step:
+parameter, as 3DGS) and the render info of each step (`RenderOutput.info`):
   pre_backward(step, info)   — before loss.backward(): ask the renderer for what it needs;
-  post_backward(step, info, params, optimizers) — after backward, before the optimiser step:
-                                 gather statistics and grow, move or prune Gaussians.
+  post_backward(step, info, params, optimizers, ...) — after backward *and* the optimiser step
+                                 (as gsplat): gather the step's statistics, then grow, move or
+                                 prune Gaussians.
 Changing the number of Gaussians goes through `_edit`, which keeps each Adam state aligned
-with its parameter (new rows start with zero moments).
+with its parameter (new rows start with zero moments). A strategy's state lives outside its
+config (`state_dict`) and on the parameters' device; random draws use the trainer's generator
+(on the CPU, so that a seed gives the same run on any device).
 """
 from __future__ import annotations
 
@@ -17,6 +20,14 @@ import torch
 from torch import Tensor
 
 from scenes.gaussians import PARAM_NAMES
+
+
+def _randn(shape, generator, like: Tensor) -> Tensor:
+    return torch.randn(*shape, generator=generator).to(like)
+
+
+def _multinomial(weights: Tensor, n: int, generator) -> Tensor:
+    return torch.multinomial(weights.cpu(), n, replacement=True, generator=generator).to(weights.device)
 
 
 def _edit(params: dict, optimizers: dict, keep: Tensor | None = None, append: dict[str, Tensor] | None = None,
@@ -80,8 +91,8 @@ class ADCStrategy:
     def _accumulate(self, info: dict, n: int) -> None:
         g = info["means2d_absgrad"] if self.absgrad else info["means2d"].grad
         if self.grad_sum is None or len(self.grad_sum) != n:
-            self.grad_sum, self.grad_count = torch.zeros(n), torch.zeros(n)
-            self.max_radii = torch.zeros(n)
+            self.grad_sum, self.grad_count = torch.zeros(n, device=g.device), torch.zeros(n, device=g.device)
+            self.max_radii = torch.zeros(n, device=g.device)
         w, h = info["width"], info["height"]
         # to normalised device coordinates, where the 0.0002 threshold is defined
         norm = torch.stack([g[:, 0] * w / 2, g[:, 1] * h / 2], 1).norm(dim=1)
@@ -125,7 +136,7 @@ class ADCStrategy:
 
             sc = torch.exp(params["log_scales"].data[split])
             R = quat_to_rotmat(params["quats"].data[split])
-            samples = torch.randn(2, len(sc), 3, generator=generator) * sc
+            samples = _randn((2, len(sc), 3), generator, sc) * sc
             pos = (R @ samples[..., None])[..., 0] + params["means"].data[split]
             for k in PARAM_NAMES:
                 v = params[k].data[split]
@@ -142,12 +153,12 @@ class ADCStrategy:
         opac = torch.sigmoid(params["opacity_logits"].data)
         prune = opac < self.prune_opacity
         if step > self.reset_every:
-            radii = torch.cat([self.max_radii[keep], torch.zeros(len(opac) - int(keep.sum()))])
+            radii = torch.cat([self.max_radii[keep], opac.new_zeros(len(opac) - int(keep.sum()))])
             prune |= radii > self.prune_screen_frac
             prune |= torch.exp(params["log_scales"].data).max(1).values > self.prune_world_frac * extent
         _edit(params, optimizers, keep=~prune)
         n = len(params["means"])
-        self.grad_sum, self.grad_count, self.max_radii = torch.zeros(n), torch.zeros(n), torch.zeros(n)
+        self.grad_sum, self.grad_count, self.max_radii = (opac.new_zeros(n) for _ in range(3))
         return {"cloned": int(clone.sum()), "split": int(split.sum()), "pruned": int(prune.sum()), "n_before": n0,
                 "n_after": n}
 
@@ -196,8 +207,8 @@ class MCMCStrategy:
     def _relocation(self, opacity: Tensor, log_scales: Tensor, ratio: Tensor) -> tuple[Tensor, Tensor]:
         """New opacity and log-scale for a Gaussian shared by `ratio` copies, so that the copies
         together look like the original (the paper's Eq. 9)."""
-        if self._binoms is None:
-            self._binoms = _binomials(self.n_max)
+        if self._binoms is None or self._binoms.device != opacity.device:
+            self._binoms = _binomials(self.n_max).to(opacity.device)
         ratio = ratio.clamp(1, self.n_max).long()
         new_op = 1 - (1 - opacity) ** (1.0 / ratio)
         denom = torch.zeros_like(opacity)
@@ -237,13 +248,13 @@ class MCMCStrategy:
                 dead = torch.nonzero(op <= self.min_opacity).flatten()
                 live_p = torch.where(op > self.min_opacity, op, torch.zeros_like(op))
                 if len(dead) and live_p.sum() > 0:
-                    src = torch.multinomial(live_p, len(dead), replacement=True, generator=generator)
+                    src = _multinomial(live_p, len(dead), generator)
                     self._sample_into(params, optimizers, src, dead)
                 n = len(params["means"])
                 n_new = min(self.cap_max, int(math.ceil(n * (1 + self.grow_rate)))) - n
                 if n_new > 0:
                     op = torch.sigmoid(params["opacity_logits"].data)
-                    src = torch.multinomial(op, n_new, replacement=True, generator=generator)
+                    src = _multinomial(op, n_new, generator)
                     self._sample_into(params, optimizers, src, None)
                 stats = {"relocated": int(len(dead)), "added": max(n_new, 0), "n_after": len(params["means"])}
         # opacity-gated noise on positions, shaped by each Gaussian's covariance
@@ -253,6 +264,6 @@ class MCMCStrategy:
             op = torch.sigmoid(params["opacity_logits"].data)
             gate = torch.sigmoid(-100.0 * (op - self.min_opacity))  # ≈1 for dead, ≈0 for opaque
             cov = covariance_3d(params["quats"].data, params["log_scales"].data)
-            noise = torch.randn(len(op), 3, 1, generator=generator)
+            noise = _randn((len(op), 3, 1), generator, op)
             params["means"].data += (cov @ noise)[..., 0] * (gate * means_lr * self.noise_lr)[:, None]
         return stats

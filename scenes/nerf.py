@@ -109,17 +109,25 @@ class RadianceField(nn.Module):
         return sigma, rgb
 
 
-class OccupancyGrid:
-    """Cascaded density grid (EMA with decay) and its occupancy bits, for `march_rays`."""
+class OccupancyGrid(nn.Module):
+    """Cascaded density grid (EMA with decay) and its occupancy bits, for `march_rays`. A module
+    with buffers (as nerfacc's): `.to(device)` moves it, `state_dict` checkpoints it (the cells no
+    camera sees are recomputed from the cameras, not stored)."""
 
     def __init__(self, centre: Tensor, half: Tensor, step: float, cascades: int = 1, res: int = 128,
                  min_optical_thickness: float = 0.01, decay: float = 0.95):
-        self.centre, self.half = centre.double(), half.double() / (2 ** (cascades - 1))
+        super().__init__()
+        if not (isinstance(res, int) and res >= 1 and cascades >= 1):
+            raise ValueError(f"occupancy grid needs res >= 1 and cascades >= 1, got {res} and {cascades}")
+        self.register_buffer("centre", centre.double())
+        self.register_buffer("half_size", half.double() / (2 ** (cascades - 1)))
         # a cell is empty when one marching step through it would be nearly transparent (instant-NGP)
         self.cascades, self.res, self.threshold, self.decay = cascades, res, min_optical_thickness / step, decay
-        self.density = torch.zeros((cascades, res, res, res))
-        self.bits = torch.ones((cascades, res, res, res), dtype=torch.uint8)  # everything occupied until measured
-        self.visible = torch.ones((cascades, res, res, res), dtype=torch.bool)
+        self.register_buffer("density", torch.zeros((cascades, res, res, res), device=centre.device))
+        # everything occupied until measured
+        self.register_buffer("bits", torch.ones((cascades, res, res, res), dtype=torch.uint8, device=centre.device))
+        self.register_buffer("visible", torch.ones((cascades, res, res, res), dtype=torch.bool, device=centre.device),
+                             persistent=False)
 
     def cell_points(self, idx: Tensor, g: torch.Generator | None) -> Tensor:
         """World positions of random points in cells (flat indices into the grid); their centres
@@ -129,22 +137,23 @@ class OccupancyGrid:
         ijk = torch.stack([rest // (r * r), (rest // r) % r, rest % r], -1).double()
         frac = torch.full(ijk.shape, 0.5, dtype=torch.float64) if g is None else \
             torch.rand(ijk.shape, generator=g, dtype=torch.float64)
+        frac = frac.to(ijk.device)
         u = (ijk + frac) / r  # in [0, 1)
         scale = (2.0 ** c).double()[:, None]
-        return self.centre + (u * 2 - 1) * self.half * scale
+        return self.centre + (u * 2 - 1) * self.half_size * scale
 
     @torch.no_grad()
     def update(self, density_fn, step: int, g: torch.Generator, cells_per_update: int | None = None) -> None:
         """instant-NGP's update: every cell at first, then random cells plus occupied ones;
         density = max(density·decay, σ at a random point of the cell); occupied above
         min(mean density, threshold)."""
-        total = self.density.numel()
+        total, dev = self.density.numel(), self.density.device
         if step == 0 or cells_per_update is None:
-            idx = torch.arange(total)
+            idx = torch.arange(total, device=dev)
         else:
-            rand = torch.randint(0, total, (cells_per_update,), generator=g)
+            rand = torch.randint(0, total, (cells_per_update,), generator=g).to(dev)
             occ = torch.nonzero(self.bits.view(-1))[:, 0]
-            occ = occ[torch.randperm(len(occ), generator=g)[:cells_per_update]]
+            occ = occ[torch.randperm(len(occ), generator=g).to(dev)[:cells_per_update]]
             idx = torch.unique(torch.cat([rand, occ]))  # one write per cell: duplicates would race
         visible = self.visible.view(-1)
         idx = idx[visible[idx]]
@@ -161,12 +170,14 @@ class OccupancyGrid:
         its image) as empty for good, as instant-NGP and nerfacc do: nothing constrains their density,
         and left occupied they fill unbounded scenes with samples. c2ws (N, 4, 4) OpenCV; one
         `engine.data.cameras.Intrinsics` each. Returns the visible fraction."""
-        w2c = torch.as_tensor(np.linalg.inv(np.asarray(c2ws, dtype=np.float64)), dtype=torch.float32)
-        K = torch.tensor([[k.fx, k.fy, k.cx, k.cy, k.width, k.height] for k in intrinsics], dtype=torch.float32)
-        vis = torch.zeros(self.density.numel(), dtype=torch.bool)
-        for idx in torch.arange(self.density.numel()).split(chunk):
+        dev = self.density.device
+        w2c = torch.as_tensor(np.linalg.inv(np.asarray(c2ws, dtype=np.float64)), dtype=torch.float32, device=dev)
+        K = torch.tensor([[k.fx, k.fy, k.cx, k.cy, k.width, k.height] for k in intrinsics], dtype=torch.float32,
+                         device=dev)
+        vis = torch.zeros(self.density.numel(), dtype=torch.bool, device=dev)
+        for idx in torch.arange(self.density.numel(), device=dev).split(chunk):
             x = self.cell_points(idx, None).float()
-            seen = torch.zeros(len(idx), dtype=torch.bool)
+            seen = torch.zeros(len(idx), dtype=torch.bool, device=dev)
             for m, k in zip(w2c, K):
                 p = x @ m[:3, :3].T + m[:3, 3]
                 z = p[:, 2].clamp_min(1e-9)
@@ -182,10 +193,10 @@ class OccupancyGrid:
         """Which world points (N, 3) lie in occupied cells: the space the renderer samples. (N,) bool."""
         from kernels.nerf_reference import occupied
 
-        return occupied(x, self.bits, self.centre, self.half)
+        return occupied(x, self.bits, self.centre, self.half_size)
 
     def march(self, origins, dirs, near, far, dt_min, dt_max=1e10, cone=0.0):
-        return march_rays(origins, dirs, near, far, self.bits, self.centre, self.half, dt_min, dt_max, cone)
+        return march_rays(origins, dirs, near, far, self.bits, self.centre, self.half_size, dt_min, dt_max, cone)
 
 
 def render_rays(field: RadianceField, grid: OccupancyGrid, origins: Tensor, dirs: Tensor, near: Tensor, far: Tensor,

@@ -40,10 +40,10 @@ def llff_dataset(data, root, drop_image=False, poses=None):
 
 
 def colmap_dataset(data, root, binary=True):
-    from engine.data import load_scene
+    from engine.data import load_dataset
     from engine.data.colmap import ColmapCamera, ColmapModel, ColmapPoints, image_from_c2w, write_model
 
-    scene = load_scene(data / "fern", downscale=8)
+    scene = load_dataset(data / "fern", downscale=8)
     (root / "images").mkdir(parents=True)
     for f in scene.frames[:4]:
         shutil.copy(f.image_path, root / "images" / f.name)

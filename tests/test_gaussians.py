@@ -155,11 +155,11 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(data, tmp_path, strat
     assert a.returncode == 0, a.stderr[-3000:]
     b = run_cli("train", "gaussians", data / "lego", "--out", tmp_path / "b", "--kill-at-step", "27", *common)
     assert b.returncode == -9  # killed like a crash: the last checkpoint is step 20
-    assert torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)["step"] == 20
+    assert torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)["state"]["loop"]["step"] == 20
     b2 = run_cli("train", "gaussians", data / "lego", "--out", tmp_path / "b", "--resume", *common)
     assert b2.returncode == 0, b2.stderr[-3000:]
-    pa = torch.load(tmp_path / "a" / "checkpoints" / "last.pt", weights_only=True)["params"]
-    pb = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)["params"]
+    pa = torch.load(tmp_path / "a" / "checkpoints" / "last.pt", weights_only=True)["state"]["method"]["params"]
+    pb = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)["state"]["method"]["params"]
     for k in pa:
         assert pa[k].shape == pb[k].shape, k
         assert torch.allclose(pa[k], pb[k], atol=1e-6), k
@@ -209,14 +209,11 @@ def test_video_from_odd_sized_images(data, tmp_path):
 
 
 def test_llff_init_samples_points_inside_the_views_between_near_and_far(data):
-    from engine.train_gaussians import TrainGaussiansJob, Trainer
+    from engine.methods.configs import GaussiansConfig
+    from engine.methods.gaussians import GaussianSplatting
 
-    class NoRun:
-        def path(self, *parts):
-            raise AssertionError("the trainer must not write during init")
-
-    t = Trainer(TrainGaussiansJob(data=data / "fern", downscale=16, init_points=3000, max_steps=1, init="frustum"),
-                NoRun())
+    t = GaussianSplatting(GaussiansConfig(data=data / "fern", downscale=16, init_points=3000, max_steps=1,
+                                          init="frustum"))
     xyz = t.params["means"].detach().numpy().astype(np.float64)
     near, far = t.scene.near_far.min(), t.scene.near_far.max()
     seen = np.zeros(len(xyz), bool)
@@ -233,15 +230,11 @@ def test_llff_init_samples_points_inside_the_views_between_near_and_far(data):
     assert G.sh_dc_to_rgb(t.params["sh_dc"].detach()[:, 0]).std(0).min() > 0.05
 
 
-class _NoRun:
-    def path(self, *parts):
-        raise AssertionError("the trainer must not write during init")
-
-
 def test_llff_starts_from_points_triangulated_with_its_own_poses(data):
-    from engine.train_gaussians import TrainGaussiansJob, Trainer
+    from engine.methods.configs import GaussiansConfig
+    from engine.methods.gaussians import GaussianSplatting
 
-    t = Trainer(TrainGaussiansJob(data=data / "fern", downscale=8, max_steps=1, init_points=4000), _NoRun())
+    t = GaussianSplatting(GaussiansConfig(data=data / "fern", downscale=8, max_steps=1, init_points=4000))
     info = t.init_info
     assert "triangulated" in info["from"] and info["points"] > 500 and info["mean_reprojection_error_px"] < 1.5
     assert len(t.params["means"]) == 4000  # topped up between the near and far bounds
@@ -258,16 +251,17 @@ def test_llff_starts_from_points_triangulated_with_its_own_poses(data):
         inside = (uv[:, 0] >= 0) & (uv[:, 0] < f.intrinsics.width) & (uv[:, 1] >= 0) & (uv[:, 1] < f.intrinsics.height)
         assert inside.mean() > 0.6
     assert G.sh_dc_to_rgb(t.params["sh_dc"].detach()[:info["points"], 0]).std(0).min() > 0.05  # photo colours
-    again = Trainer(TrainGaussiansJob(data=data / "fern", downscale=8, max_steps=1, init_points=4000), _NoRun())
+    again = GaussianSplatting(GaussiansConfig(data=data / "fern", downscale=8, max_steps=1, init_points=4000))
     assert torch.equal(again.params["means"], t.params["means"])  # deterministic
 
 
 def test_rgba_scenes_start_inside_the_silhouettes_of_views_they_never_saw(data):
     from scipy.ndimage import binary_dilation
 
-    from engine.train_gaussians import TrainGaussiansJob, Trainer
+    from engine.methods.configs import GaussiansConfig
+    from engine.methods.gaussians import GaussianSplatting
 
-    t = Trainer(TrainGaussiansJob(data=data / "lego", downscale=8, init_points=5000, max_steps=1), _NoRun())
+    t = GaussianSplatting(GaussiansConfig(data=data / "lego", downscale=8, init_points=5000, max_steps=1))
     assert "silhouettes" in t.init_info["from"]
     xyz = t.params["means"].detach().numpy().astype(np.float64)
     assert len(xyz) == 5000
@@ -280,7 +274,7 @@ def test_rgba_scenes_start_inside_the_silhouettes_of_views_they_never_saw(data):
         px = np.clip(np.floor(uv).astype(int), 0, [alpha.shape[1] - 1, alpha.shape[0] - 1])
         assert mask[px[:, 1], px[:, 0]].mean() > 0.97
     with pytest.raises(Exception, match="alpha"):
-        Trainer(TrainGaussiansJob(data=data / "fern", downscale=16, init="hull", max_steps=1), _NoRun())
+        GaussianSplatting(GaussiansConfig(data=data / "fern", downscale=16, init="hull", max_steps=1))
 
 
 def test_train_refuses_bad_input_in_one_line_without_side_effects(tmp_path, data):

@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from engine.data import detect_format, load_scene
+from engine.data import detect_format, load_dataset
 from engine.data.colmap import ColmapCamera, ColmapModel, ColmapPoints, image_from_c2w, load_colmap, read_model, write_model
 from engine.data.images import cache_dir
 from engine.data.nerfstudio import load_nerfstudio, write_nerfstudio
@@ -15,7 +15,7 @@ from tests.conftest import tree_digest
 
 
 def test_lego_counts_sizes_intrinsics(data):
-    scene = load_scene(data / "lego")
+    scene = load_dataset(data / "lego")
     assert scene.format == "blender"
     assert len(scene.splits["train"]) == 100 and len(scene.splits["test"]) == 200
     angle = json.loads((data / "lego" / "transforms_train.json").read_text())["camera_angle_x"]
@@ -26,7 +26,7 @@ def test_lego_counts_sizes_intrinsics(data):
 
 
 def test_lego_cameras_all_look_at_the_origin(data):
-    scene = load_scene(data / "lego")
+    scene = load_dataset(data / "lego")
     for f in scene.frames:
         to_origin = -f.center / np.linalg.norm(f.center)
         assert np.degrees(np.arccos(np.clip(f.forward @ to_origin, -1, 1))) < 0.01, f.name
@@ -36,8 +36,8 @@ def test_lego_cameras_all_look_at_the_origin(data):
 
 
 def test_lego_rgba_composited_on_the_chosen_background(data):
-    white = load_scene(data / "lego")
-    black = load_scene(data / "lego", background=(0.0, 0.0, 0.0))
+    white = load_dataset(data / "lego")
+    black = load_dataset(data / "lego", background=(0.0, 0.0, 0.0))
     i = white.splits["train"][0]
     w, b, rgba = white.image(i), black.image(i), white.image_rgba(i)
     assert w.shape == (800, 800, 3) and rgba.shape == (800, 800, 4)
@@ -50,10 +50,10 @@ def test_lego_rgba_composited_on_the_chosen_background(data):
 
 def test_lego_downscale_caches_outside_the_dataset(data):
     before = tree_digest(data / "lego" / "train")
-    scene = load_scene(data / "lego", downscale=4)
+    scene = load_dataset(data / "lego", downscale=4)
     f = scene.frames[0]
     assert (f.intrinsics.width, f.intrinsics.height) == (200, 200)
-    assert math.isclose(f.intrinsics.fx, load_scene(data / "lego").frames[0].intrinsics.fx / 4)
+    assert math.isclose(f.intrinsics.fx, load_dataset(data / "lego").frames[0].intrinsics.fx / 4)
     img = scene.image_rgba(0)
     assert img.shape == (200, 200, 4)
     cached = sorted((cache_dir() / "downscaled").iterdir())
@@ -62,7 +62,7 @@ def test_lego_downscale_caches_outside_the_dataset(data):
     assert np.array_equal(scene.image_rgba(0), img)  # second read: from the cache, unchanged
     assert [p.stat().st_mtime_ns for p in sorted((cache_dir() / "downscaled").iterdir())] == mtimes
     # the 4x4 box average of the full image, premultiplied by alpha, is what the cache holds
-    full = load_scene(data / "lego").image_rgba(0).astype(np.float64)
+    full = load_dataset(data / "lego").image_rgba(0).astype(np.float64)
     pm = np.concatenate([full[..., :3] * full[..., 3:], full[..., 3:]], -1).reshape(200, 4, 200, 4, 4).mean((1, 3))
     ours = img[..., :3] * img[..., 3:]
     assert np.abs(ours - pm[..., :3]).max() < 3 / 255
@@ -70,7 +70,7 @@ def test_lego_downscale_caches_outside_the_dataset(data):
 
 
 def test_fern_llff_counts_split_intrinsics(data):
-    scene = load_scene(data / "fern", downscale=8)
+    scene = load_dataset(data / "fern", downscale=8)
     assert scene.format == "llff" and len(scene.frames) == 20
     assert scene.splits["test"] == [0, 8, 16] and len(scene.splits["train"]) == 17
     hwf = np.load(data / "fern" / "poses_bounds.npy")[0, :15].reshape(3, 5)[:, 4]
@@ -83,7 +83,7 @@ def test_fern_llff_counts_split_intrinsics(data):
 
 
 def test_fern_cameras_face_the_same_way(data):
-    scene = load_scene(data / "fern", downscale=8)
+    scene = load_dataset(data / "fern", downscale=8)
     fwd = np.array([f.forward for f in scene.frames])
     mean = fwd.mean(0) / np.linalg.norm(fwd.mean(0))
     assert np.degrees(np.arccos(fwd @ mean)).max() < 15
@@ -95,13 +95,13 @@ def test_fern_cameras_face_the_same_way(data):
 
 
 def test_fern_default_is_largest_images_and_factor_16_goes_through_the_cache(data):
-    assert load_scene(data / "fern").frames[0].intrinsics.width == 1008
-    s16 = load_scene(data / "fern", downscale=16)
+    assert load_dataset(data / "fern").frames[0].intrinsics.width == 1008
+    s16 = load_dataset(data / "fern", downscale=16)
     assert s16.image(0).shape == (189, 252, 3)
 
 
 def _fern_as_colmap(data, tmp_path, binary: bool):
-    scene = load_scene(data / "fern", downscale=8)
+    scene = load_dataset(data / "fern", downscale=8)
     (tmp_path / "images").mkdir()
     for f in scene.frames:
         shutil.copy(f.image_path, tmp_path / "images" / f.name)
@@ -121,7 +121,7 @@ def _fern_as_colmap(data, tmp_path, binary: bool):
 def test_colmap_model_round_trip(data, tmp_path, binary):
     ref = _fern_as_colmap(data, tmp_path, binary)
     assert detect_format(tmp_path) == "colmap"
-    scene = load_scene(tmp_path)
+    scene = load_dataset(tmp_path)
     assert scene.format == "colmap" and len(scene.frames) == 20
     assert scene.splits["test"] == [0, 8, 16]
     for a, b in zip(scene.frames, ref.frames):
@@ -154,7 +154,7 @@ def test_colmap_binary_agrees_with_pycolmap(data, tmp_path):
 
 
 def test_nerfstudio_round_trip_and_explicit_splits(data, tmp_path):
-    lego = load_scene(data / "lego")
+    lego = load_dataset(data / "lego")
     (tmp_path / "imgs").mkdir()
     frames = []
     for f in lego.frames[:10]:

@@ -68,22 +68,26 @@ def test_cells_no_camera_sees_stay_empty():
 
 @pytest.mark.skipif(not (DATA / "lego").is_dir(), reason="needs ../shared/data/lego")
 def test_short_nerf_training_on_lego_raises_psnr():
-    from engine.data import load_scene
-    from engine.train_nerf import dataset_rays, make_optimizer, psnr, render_image, train_steps, composited
+    from engine.cameras import Cameras
+    from engine.data import load_dataset
+    from engine.losses import psnr
+    from engine.methods.nerf import dataset_rays, make_optimizer, train_steps
+    from engine.rendering.background import composite
+    from engine.rendering.fields import render_field
     from scenes.nerf import FieldConfig, OccupancyGrid, RadianceField, default_step
 
     torch.manual_seed(0)
-    scene = load_scene(DATA / "lego", downscale=8)
+    scene = load_dataset(DATA / "lego", downscale=8)
     rays = dataset_rays(scene, scene.splits["train"][::2])
     field = RadianceField([0, 0, 0], [1.5, 1.5, 1.5], cfg=FieldConfig(log2_table=15))
     dt = default_step(field.box_half)
     grid = OccupancyGrid(*field.grid_box(), dt, res=64)
     bg = torch.ones(3)
-    test = scene.frames[scene.splits["test"][0]]
-    gt = composited(scene.image_rgba(scene.splits["test"][0]), scene.background)
-    before = psnr(render_image(field, grid, test, dt, bg), gt)
+    test = Cameras.from_frames([scene.frames[scene.splits["test"][0]]])
+    gt = composite(scene.image_rgba(scene.splits["test"][0]), scene.background)
+    before = psnr(render_field(field, grid, test, dt, bg).rgb.numpy(), gt)
     info = train_steps(field, grid, make_optimizer(field), rays, 150, 1024, dt, bg)
-    after = psnr(render_image(field, grid, test, dt, bg), gt)
+    after = psnr(render_field(field, grid, test, dt, bg).rgb.numpy(), gt)
     print(f"lego ÷8: test PSNR {before:.1f} → {after:.1f} dB in 150 steps, {info['samples_per_ray']:.0f} samples/ray")
     assert after > before + 8 and after > 20
     assert grid.bits.float().mean() < 0.3  # empty space was found
@@ -161,6 +165,6 @@ def test_train_nerf_job_metrics_and_resume(tmp_path):
                                   "--out", tmp_path / "split"), ["last.pt", "different training options"])
     a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
     b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
-    assert b["state"]["step"] == 60
-    for k in a["params"]:
-        assert torch.allclose(a["params"][k], b["params"][k], atol=1e-6), k
+    assert b["state"]["loop"]["step"] == 60
+    for k in a["state"]["method"]["field"]:
+        assert torch.allclose(a["state"]["method"]["field"][k], b["state"]["method"]["field"][k], atol=1e-6), k

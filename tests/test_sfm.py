@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from engine.data import load_scene
+from engine.data import load_dataset
 from engine.data.align import pose_errors
 from engine.data.colmap import load_colmap
 from tests.conftest import run_cli, tree_digest
@@ -27,7 +27,7 @@ def test_sfm_on_fern_registers_all_and_matches_llff_poses(data, tmp_path):
         assert (run / name).is_dir(), name
 
     # The run directory is a dataset: nerfstudio and COLMAP readers agree with each other ...
-    ns, col = load_scene(run), load_colmap(run)
+    ns, col = load_dataset(run), load_colmap(run)
     assert ns.format == "nerfstudio" and len(ns.frames) == len(col.frames) == 20
     for a, b in zip(ns.frames, col.frames):
         assert a.name.endswith(b.name) and np.allclose(a.c2w, b.c2w, atol=1e-6)
@@ -36,7 +36,7 @@ def test_sfm_on_fern_registers_all_and_matches_llff_poses(data, tmp_path):
     assert ns.image(0).shape[2] == 3
 
     # ... and, after a similarity alignment, with the poses LLFF ships (median rotation < 1°).
-    ref = {f.name: f for f in load_scene(data / "fern", downscale=8).frames}
+    ref = {f.name: f for f in load_dataset(data / "fern", downscale=8).frames}
     est = np.array([f.c2w for f in ns.frames])
     gt = np.array([ref[f.image_path.name].c2w for f in ns.frames])
     err = pose_errors(est, gt)
@@ -60,7 +60,7 @@ def test_main_job_reconstructs_the_built_in_scene(tmp_path):
     assert m["sfm"]["registered"] == m["sfm"]["total"] == 20
     assert m["sfm_vs_truth"]["rotation_error_deg_median"] < 0.5
     assert m["sfm_vs_truth"]["focal_error_rel"] < 0.02
-    truth = load_scene(tmp_path / "demo" / "scene")
+    truth = load_dataset(tmp_path / "demo" / "scene")
     assert len(truth.frames) == 20 and truth.frames[0].intrinsics.width == 320
     config = json.loads((tmp_path / "demo" / "config.json").read_text())
     assert config["job"] == "demo" and config["config"]["views"] == 20
@@ -69,9 +69,9 @@ def test_main_job_reconstructs_the_built_in_scene(tmp_path):
 def test_sfm_from_a_video(tmp_path):
     import imageio.v2 as imageio
 
-    r = run_cli("generate", "--out", tmp_path / "gen", "--views", "48", "--width", "320", "--height", "240")
+    r = run_cli("demo", "--photos-only", "--out", tmp_path / "gen", "--views", "48", "--width", "320", "--height", "240")
     assert r.returncode == 0, r.stderr[-3000:]
-    scene = load_scene(tmp_path / "gen" / "scene")
+    scene = load_dataset(tmp_path / "gen" / "scene")
     with imageio.get_writer(tmp_path / "orbit.mp4", fps=16, quality=9, macro_block_size=16) as w:
         for i in range(len(scene.frames)):
             w.append_data((scene.image(i) * 255).astype(np.uint8))

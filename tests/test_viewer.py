@@ -421,8 +421,8 @@ def test_live_view_follows_training_without_changing_it(data, tmp_path):
     b = run_cli("train", "gaussians", data / "lego", "--out", tmp_path / "b", "--live-view", "png", "--live-every", 0,
                 *common)
     assert a.returncode == 0 and b.returncode == 0, (a.stderr[-2000:], b.stderr[-2000:])
-    pa = torch.load(tmp_path / "a" / "checkpoints" / "last.pt", weights_only=True)["params"]
-    pb = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)["params"]
+    pa = torch.load(tmp_path / "a" / "checkpoints" / "last.pt", weights_only=True)["state"]["method"]["params"]
+    pb = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)["state"]["method"]["params"]
     assert all(torch.equal(pa[k], pb[k]) for k in pa)  # the preview only reads
     live = json.loads((tmp_path / "b" / "metrics.json").read_text())["live_view"]
     assert live["error"] is None and live["renders"] >= 2, live

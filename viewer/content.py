@@ -102,7 +102,7 @@ def _load_ply(path: Path) -> list[Item]:
 
 
 def _check_mesh(path: Path) -> None:
-    from viewer.geometry import read_mesh
+    from viewer.mesh_files import read_mesh
 
     if not path.is_file():
         raise InputError(path, "file not found")
@@ -135,9 +135,9 @@ def _colmap_model(model_dir: Path, images_dir: Path | None) -> list[Item]:
 
 
 def _dataset(path: Path) -> list[Item]:
-    from engine.data import load_scene
+    from engine.data import load_dataset
 
-    scene = load_scene(path)
+    scene = load_dataset(path)
     items: list[Item] = [_scene_cameras(scene, "cameras")]
     if scene.points is not None and len(scene.points):
         rgb = None if scene.point_colors is None else scene.point_colors / 255.0
@@ -146,19 +146,25 @@ def _dataset(path: Path) -> list[Item]:
 
 
 def _run_directory(path: Path) -> list[Item]:
-    """A lumen3d run: its trained scene, meshes, body sequences, and the cameras it used."""
-    from engine.io import load_checkpoint, read_json
+    """A lumen3d run: its trained scene, meshes, body sequences, and the cameras it used. A run
+    whose training has not exported yet shows what its checkpoint's kind offers (the registry)."""
+    from engine.io import read_json
 
     cfg = read_json(path / "config.json")
     job = cfg.get("job", "?") if isinstance(cfg, dict) else "?"
     items: list[Item] = []
     exports = path / "exports"
     ply = exports / "point_cloud.ply"
+    ckpt = path / "checkpoints" / "last.pt"
     if ply.is_file():
         items += _load_ply(ply)
-    elif (path / "checkpoints" / "last.pt").is_file() and job in ("train-gaussians", "demo"):
-        params = load_checkpoint(path / "checkpoints" / "last.pt")["params"]
-        items.append(Gaussians("gaussians", params, path / "checkpoints" / "last.pt"))
+    elif ckpt.is_file():
+        from engine.registry import read_checkpoint
+
+        state, kind = read_checkpoint(ckpt)
+        content = kind.method_class().view_content(state)
+        if "gaussians" in content:
+            items.append(Gaussians("gaussians", content["gaussians"], ckpt))
     for mesh in sorted(exports.glob("*")) if exports.is_dir() else []:
         if mesh.suffix.lower() in MESH_SUFFIXES or (mesh.suffix == ".ply" and mesh != ply):
             items += _load_file(mesh)

@@ -58,7 +58,7 @@ def content_bounds(items: list[Item]) -> tuple[np.ndarray, np.ndarray]:
         elif isinstance(it, Points):
             pts.append(_robust(np.asarray(it.xyz, np.float64)))
         elif isinstance(it, Mesh):
-            from viewer.geometry import mesh_points
+            from viewer.mesh_files import mesh_points
 
             pts.append(mesh_points(it.path))
         elif isinstance(it, Cameras):

@@ -2,26 +2,16 @@
 (the offscreen renderer and the interactive window both add these `Drawable`s)."""
 from __future__ import annotations
 
-import functools
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 from viewer.content import Cameras, Gaussians, Item, Mesh, Points, Sequence
-from viewer.offscreen import Colours
+from viewer.mesh_files import read_mesh
+from viewer.offscreen import Colours, Drawable
 
 CAMERA_COLOR = (0.95, 0.35, 0.1)
 BODY_COLOR = (0.72, 0.62, 0.55)
-
-
-@dataclass
-class Drawable:
-    name: str
-    geometry: object  # open3d geometry, tensor point cloud, or TriangleMeshModel (is_model)
-    material: object | None  # rendering.MaterialRecord; None for models (they carry theirs)
-    time: float | None = None  # animation time in seconds (body sequences)
-    is_model: bool = False
 
 
 def native_splats_available() -> bool:
@@ -117,39 +107,6 @@ def points_drawable(item: Points, colours: Colours) -> Drawable:
     rgb = np.full((len(item.xyz), 3), 0.3) if item.rgb is None else item.rgb
     pc.colors = o3d.utility.Vector3dVector(colours.vertex(rgb))
     return Drawable(item.name, pc, _material("defaultUnlit", point_size=3.0))
-
-
-def read_mesh(path):
-    """An Open3D TriangleMeshModel (OBJ/GLB/glTF/FBX with their materials: UV textures, PBR
-    maps) or, for the formats Open3D reads itself (PLY/OFF/STL), a TriangleMesh with its vertex
-    colours. Returns (geometry, is_model); an empty mesh comes back as (None, False)."""
-    import open3d as o3d
-
-    o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
-    if str(path).lower().endswith((".ply", ".off", ".stl")):
-        mesh = o3d.io.read_triangle_mesh(str(path))
-        if len(mesh.triangles) == 0:
-            return None, False
-        if not mesh.has_vertex_normals():
-            mesh.compute_vertex_normals()
-        return mesh, False
-    model = o3d.io.read_triangle_model(str(path))
-    if not model.meshes or all(len(m.mesh.triangles) == 0 for m in model.meshes):
-        return None, True
-    for m in model.meshes:
-        if not m.mesh.has_vertex_normals():
-            m.mesh.compute_vertex_normals()
-    return model, True
-
-
-@functools.lru_cache(maxsize=16)
-def mesh_points(path) -> np.ndarray:
-    """All vertices of a mesh file (read once: framing asks for them repeatedly), read-only."""
-    geometry, is_model = read_mesh(path)
-    meshes = [m.mesh for m in geometry.meshes] if is_model else [geometry]
-    pts = np.concatenate([np.asarray(m.vertices) for m in meshes])
-    pts.flags.writeable = False
-    return pts
 
 
 def mesh_drawable(item: Mesh, colours: Colours) -> Drawable:

@@ -16,10 +16,8 @@ log = logging.getLogger("lumen3d")
 
 class LivePreview:
     def __init__(self, view: View, every_s: float = 10.0, png: Path | None = None, background=(1.0, 1.0, 1.0)):
-        import torch
-
         self.view, self.every_s, self.png = view, float(every_s), png
-        self.background = torch.as_tensor(background, dtype=torch.float32)
+        self.background = tuple(float(c) for c in background)
         self.last = -float("inf")
         self.renders, self.render_seconds, self.handoff_seconds = 0, 0.0, 0.0
         self._queue: queue.Queue = queue.Queue(maxsize=1)
@@ -54,23 +52,15 @@ class LivePreview:
         milliseconds where Open3D's software Vulkan path costs about a second per frame, time
         taken from training on a small machine."""
         import numpy as np
-        import torch
 
-        from kernels.splat import rasterize_gaussians
         from viewer.offscreen import save_png
+        from viewer.show import render_splats
 
         try:
-            K = torch.from_numpy(self.view.K).float()
-            w2c = torch.from_numpy(self.view.w2c).float()
             while (item := self._queue.get()) is not None:
                 p, step = item
                 t0 = time.perf_counter()
-                with torch.no_grad():
-                    sh = torch.cat([p["sh_dc"], p["sh_rest"]], 1)
-                    degree = int(round(sh.shape[1] ** 0.5)) - 1
-                    rgb = rasterize_gaussians(p["means"], p["quats"], p["log_scales"], torch.sigmoid(p["opacity_logits"]),
-                                              sh, w2c, K, self.view.width, self.view.height, sh_degree=degree,
-                                              background=self.background)["rgb"]
+                rgb = render_splats(p, self.view, self.background).rgb
                 save_png((rgb.clamp(0, 1).numpy() * 255).round().astype(np.uint8), self.png)
                 self.renders += 1
                 self.render_seconds += time.perf_counter() - t0

@@ -8,13 +8,10 @@ import os
 import sys
 import tempfile
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from viewer.framing import View
-    from viewer.geometry import Drawable
+from viewer.framing import View
 
 log = logging.getLogger("lumen3d")
 
@@ -60,6 +57,15 @@ class Colours:
 
     def output(self, img: np.ndarray) -> np.ndarray:
         return _encode_u8(img) if self.linear else img
+
+
+@dataclass
+class Drawable:
+    name: str
+    geometry: object  # open3d geometry, tensor point cloud, or TriangleMeshModel (is_model)
+    material: object | None  # rendering.MaterialRecord; None for models (they carry theirs)
+    time: float | None = None  # animation time in seconds (body sequences)
+    is_model: bool = False
 
 
 @contextlib.contextmanager

@@ -10,8 +10,8 @@ import numpy as np
 from engine.errors import InputError
 from viewer.content import Cameras, Gaussians, Item, Mesh, Points, Sequence, load_content, up_vector
 from viewer.framing import View, content_bounds
-from viewer.geometry import Drawable, drawables, resolve_splat_mode
-from viewer.offscreen import Colours
+from viewer.geometry import drawables, resolve_splat_mode
+from viewer.offscreen import Colours, Drawable
 
 log = logging.getLogger("lumen3d")
 
@@ -128,7 +128,7 @@ def framing_items(scene: ShowScene) -> list[Item]:
         elif isinstance(it, Gaussians):
             out.append(Gaussians(it.name, {**it.params, "means": it.params["means"] + t}, it.source))
         elif isinstance(it, Mesh):
-            from viewer.geometry import mesh_points
+            from viewer.mesh_files import mesh_points
 
             v = mesh_points(it.path) + t
             out.append(Points(it.name, np.stack([v.min(0), v.max(0)])))
@@ -194,28 +194,31 @@ def _raster_params(scene: ShowScene) -> dict | None:
     cat = lambda key: torch.cat([it.params[key].detach().float() for it in items])  # noqa: E731
     rest = torch.cat([torch.nn.functional.pad(it.params["sh_rest"].detach().float(),
                                               (0, 0, 0, k1 - it.params["sh_rest"].shape[1])) for it in items])
-    return {"means": cat("means"), "quats": cat("quats"), "log_scales": cat("log_scales"),
-            "opacities": torch.sigmoid(cat("opacity_logits")), "sh": torch.cat([cat("sh_dc"), rest], 1),
-            "degree": int(round((k1 + 1) ** 0.5)) - 1}
+    return {**{k: cat(k) for k in ("means", "quats", "log_scales", "opacity_logits", "sh_dc")}, "sh_rest": rest}
+
+
+def render_splats(params: dict, view: View, background):
+    """Our rasterizer's image of `scenes.gaussians` parameters seen from `view` (no gradients)."""
+    import torch
+
+    from engine.cameras import Cameras
+    from engine.rendering.gaussians import render_gaussians
+
+    with torch.no_grad():
+        return render_gaussians(params, Cameras.from_matrix(view.c2w, view.K, view.width, view.height),
+                                torch.as_tensor(background, dtype=torch.float32))
 
 
 def _under_splats(img: np.ndarray, ov, view: View, p: dict, background, has_geometry: bool) -> np.ndarray:
     """Our rasterizer's splats, with Open3D's drawing (rendered on the key colour) in front of
     them wherever that drawing is nearer than the splats' surface."""
-    import torch
-
-    from kernels.splat import rasterize_gaussians
-
-    with torch.no_grad():
-        out = rasterize_gaussians(p["means"], p["quats"], p["log_scales"], p["opacities"], p["sh"],
-                                  torch.from_numpy(view.w2c).float(), torch.from_numpy(view.K).float(), view.width,
-                                  view.height, sh_degree=p["degree"], background=torch.tensor(background).float())
-    splat = (out["rgb"].clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+    out = render_splats(p, view, background)
+    splat = (out.rgb.clamp(0, 1).numpy() * 255).round().astype(np.uint8)
     if not has_geometry:
         return splat
     drawn = ~(img == np.array(KEY) * 255).all(-1)
-    alpha = out["alpha"].numpy().reshape(view.height, view.width)
-    surface = out["depth"].numpy().reshape(view.height, view.width) / np.maximum(alpha, 1e-6)
+    alpha = out.alpha.numpy().reshape(view.height, view.width)
+    surface = out.depth.numpy().reshape(view.height, view.width) / np.maximum(alpha, 1e-6)
     z = ov.depth(view)
     front = drawn & ((alpha < 0.5) | (z < surface))
     return np.where(front[..., None], img, splat)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.data.cameras import Intrinsics, look_at, opencv_to_opengl, opengl_to_opencv
-from engine.data.scene import Frame, SceneData
+from engine.data.dataset import Dataset, Frame
 from engine.errors import InputError
 from engine.io import require_dir
 
@@ -31,8 +31,8 @@ def detect_format(path: Path) -> str:
                            "poses_bounds.npy or a COLMAP sparse model)")
 
 
-def load_scene(path: Path, fmt: str = "auto", downscale: float | None = None,
-               background=(1.0, 1.0, 1.0)) -> SceneData:
+def load_dataset(path: Path, fmt: str = "auto", downscale: float | None = None,
+               background=(1.0, 1.0, 1.0)) -> Dataset:
     """Load any supported dataset, downscaled by `downscale` (cached copies outside it).
 
     None keeps the images as stored; for LLFF, whose poses describe full-resolution photos
@@ -61,5 +61,5 @@ def load_scene(path: Path, fmt: str = "auto", downscale: float | None = None,
     return scene if downscale is None else scene.downscaled(downscale)
 
 
-__all__ = ["FORMATS", "Frame", "Intrinsics", "SceneData", "detect_format", "load_scene", "look_at",
+__all__ = ["FORMATS", "Frame", "Intrinsics", "Dataset", "detect_format", "load_dataset", "look_at",
            "opencv_to_opengl", "opengl_to_opencv"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from engine.data.cameras import Intrinsics, check_pose, opengl_to_opencv
 from engine.data.images import image_size
-from engine.data.scene import Frame, SceneData
+from engine.data.dataset import Dataset, Frame
 from engine.errors import InputError
 from engine.io import read_json, require_dir, resolve_inside
 
@@ -29,7 +29,7 @@ def _image_path(root: Path, rel: str, source: Path) -> Path:
 
 
 def load_blender(root: Path, splits: tuple[str, ...] = DEFAULT_SPLITS,
-                 background=(1.0, 1.0, 1.0)) -> SceneData:
+                 background=(1.0, 1.0, 1.0)) -> Dataset:
     """Load the given splits of a Blender-format scene; RGBA is composited on `background`."""
     root = require_dir(root, "dataset folder")
     frames: list[Frame] = []
@@ -59,6 +59,6 @@ def load_blender(root: Path, splits: tuple[str, ...] = DEFAULT_SPLITS,
                 intr = Intrinsics(w, h, focal, focal, w / 2.0, h / 2.0).check(src)
             split_idx[split].append(len(frames))
             frames.append(Frame(f"{split}/{path.name}", path, intr, opengl_to_opencv(c2w)))
-    scene = SceneData(root, "blender", frames, split_idx, tuple(float(b) for b in background))
+    scene = Dataset(root, "blender", frames, split_idx, tuple(float(b) for b in background))
     scene.check_image_sizes()
     return scene

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.data.cameras import Intrinsics, check_pose, qvec_to_rotmat, rotmat_to_qvec
-from engine.data.scene import Frame, SceneData, every_nth_split
+from engine.data.dataset import Dataset, Frame, every_nth_split
 from engine.errors import InputError
 from engine.io import atomic_path, require_dir, resolve_inside
 
@@ -321,7 +321,7 @@ def _write_txt(m: ColmapModel) -> dict[str, bytes]:
     return {k: ("\n".join(v) + "\n").encode() for k, v in (("cameras", cams), ("images", imgs), ("points3D", pts))}
 
 
-def load_colmap(path: Path, images_dir: Path | None = None) -> SceneData:
+def load_colmap(path: Path, images_dir: Path | None = None) -> Dataset:
     """A COLMAP scene: `path` holds images/ and sparse/0/ (or is the model folder itself)."""
     path = require_dir(path, "dataset folder")
     model_dir = find_model_dir(path)
@@ -339,7 +339,7 @@ def load_colmap(path: Path, images_dir: Path | None = None) -> SceneData:
         if not image.is_file():
             raise InputError(src, f"image {img.name!r} not found in {images_dir}")
         frames.append(Frame(img.name, image, cam_intr[img.camera_id], img.c2w(f"{src} (image {img.name!r})")))
-    scene = SceneData(root, "colmap", frames, every_nth_split(len(frames)))
+    scene = Dataset(root, "colmap", frames, every_nth_split(len(frames)))
     if len(model.points.ids):
         scene.points, scene.point_colors = model.points.xyz, model.points.rgb
     scene.check_image_sizes()

@@ -58,12 +58,20 @@ def read_image(path: Path) -> np.ndarray:
         return np.asarray(im, dtype=np.float32) / 255.0
 
 
-def composite(rgba: np.ndarray, background) -> np.ndarray:
-    """RGBA (H, W, 4) over a constant RGB background → (H, W, 3). RGB input passes through."""
+def composite(rgba, background):
+    """RGBA (..., 4) over a background → (..., 3); RGB input passes through. numpy or torch; the
+    background is one colour (3,) or one per pixel or ray (..., 3). The one alpha-over of the
+    engine: targets, renders and previews all composite through it."""
     if rgba.shape[-1] == 3:
         return rgba
     alpha = rgba[..., 3:4]
-    return rgba[..., :3] * alpha + np.asarray(background, dtype=np.float32) * (1.0 - alpha)
+    if isinstance(rgba, np.ndarray):
+        background = np.asarray(background, dtype=np.float32)
+    else:
+        import torch
+
+        background = torch.as_tensor(background, dtype=rgba.dtype, device=rgba.device)
+    return rgba[..., :3] * alpha + background * (1.0 - alpha)
 
 
 def downscaled_size(width: int, height: int, factor: float) -> tuple[int, int]:

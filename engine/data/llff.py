@@ -8,7 +8,7 @@ import numpy as np
 
 from engine.data.cameras import Intrinsics, check_pose, opengl_to_opencv
 from engine.data.images import image_size, list_images
-from engine.data.scene import Frame, SceneData, every_nth_split
+from engine.data.dataset import Dataset, Frame, every_nth_split
 from engine.errors import InputError
 from engine.io import require_dir
 
@@ -23,7 +23,7 @@ def _image_folders(root: Path) -> dict[int, Path]:
     return out
 
 
-def load_llff(root: Path, factor: float | None = None) -> SceneData:
+def load_llff(root: Path, factor: float | None = None) -> Dataset:
     """Load an LLFF scene. `factor` is relative to the full-resolution photos that the poses'
     hwf describe (fern at factor 8 is 504×378); the closest pre-made images_N folder is used
     and any remaining factor is applied through the downscale cache. None picks the largest
@@ -71,7 +71,7 @@ def load_llff(root: Path, factor: float | None = None) -> SceneData:
         m = poses[i, :, :4]
         c2w_gl = check_pose(np.stack([m[:, 1], -m[:, 0], m[:, 2], m[:, 3]], axis=1), f"{src} (pose {i})")
         frames.append(Frame(f.name, f, intr, opengl_to_opencv(c2w_gl)))
-    scene = SceneData(root, "llff", frames, every_nth_split(len(frames)), near_far=near_far)
+    scene = Dataset(root, "llff", frames, every_nth_split(len(frames)), near_far=near_far)
     scene.check_image_sizes()
     if factor is not None and factor / k != 1:
         scene = scene.downscaled(factor / k)

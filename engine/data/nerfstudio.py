@@ -8,7 +8,7 @@ import numpy as np
 from engine.data.cameras import Intrinsics, check_pose, opencv_to_opengl, opengl_to_opencv
 from engine.data.images import image_size
 from engine.data.ply import read_ply_vertices
-from engine.data.scene import Frame, SceneData, every_nth_split
+from engine.data.dataset import Dataset, Frame, every_nth_split
 from engine.errors import InputError
 from engine.io import atomic_write_json, read_json, require_dir, resolve_inside
 
@@ -49,7 +49,7 @@ def _intrinsics(meta: dict, frame: dict, image: Path, source: str) -> Intrinsics
     return Intrinsics(w, h, fx, fy, cx, cy, model, dist).check(source)
 
 
-def load_nerfstudio(path: Path, background=(1.0, 1.0, 1.0)) -> SceneData:
+def load_nerfstudio(path: Path, background=(1.0, 1.0, 1.0)) -> Dataset:
     """Load a transforms.json (or the folder holding one)."""
     path = Path(path)
     src = path / "transforms.json" if path.is_dir() else path
@@ -86,7 +86,7 @@ def load_nerfstudio(path: Path, background=(1.0, 1.0, 1.0)) -> SceneData:
             splits[split] = [index[str(n).removeprefix("./")] for n in listed]
     else:
         splits = every_nth_split(len(frames))
-    scene = SceneData(root, "nerfstudio", frames, splits, tuple(float(b) for b in background))
+    scene = Dataset(root, "nerfstudio", frames, splits, tuple(float(b) for b in background))
     if meta.get("ply_file_path"):
         ply = resolve_inside(root, meta["ply_file_path"], src)
         v = read_ply_vertices(ply)

@@ -222,20 +222,20 @@ class BenchSfm:
         import numpy as np
         from rich.table import Table
 
-        from engine.data import load_scene
+        from engine.data import load_dataset
         from engine.data.align import pose_errors
         from engine.io import atomic_write_json
         from engine.progress import console
         from engine.sfm import SfmOptions, run_sfm
 
-        ref = load_scene(self.data, downscale=8)
+        ref = load_dataset(self.data, downscale=8)
         if self.out.exists():
             shutil.rmtree(self.out)
         self.out.mkdir(parents=True)
         t = time.perf_counter()
         result = run_sfm(ref.frames[0].image_path.parent, self.out, SfmOptions(), seed=self.seed)
         seconds = time.perf_counter() - t
-        est = load_scene(self.out)
+        est = load_dataset(self.out)
         by_name = {f.name: f for f in ref.frames}
         err = pose_errors(np.array([f.c2w for f in est.frames]),
                           np.array([by_name[f.image_path.name].c2w for f in est.frames]))

@@ -15,38 +15,31 @@ log = logging.getLogger("lumen3d")
 
 
 @dataclass
-class GenerateJob(RunOptions):
-    """Render the built-in procedural scene to photos (with the true cameras in transforms.json)."""
+class DemoJob(RunOptions):
+    """Main job: built-in photos → structure from motion → Gaussian splatting → test metrics,
+    video and PLY; the cameras are checked against the true ones."""
 
     views: int = 32
     """Number of photos, on a ring around the scene."""
     width: int = 400
     height: int = 300
-
-    def run(self):
-        from engine.synthetic import generate_scene
-
-        run = start_run("generate", self)
-        frames = generate_scene(run.path("scene"), self.views, self.width, self.height, self.seed)
-        run.write_metrics(views=len(frames), width=self.width, height=self.height)
-        return run
-
-
-@dataclass
-class DemoJob(GenerateJob):
-    """Main job: built-in photos → structure from motion → Gaussian splatting → test metrics,
-    video and PLY; the cameras are checked against the true ones."""
-
+    photos_only: bool = False
+    """Only render the built-in scene's photos (and its true cameras as transforms.json) to <out>/scene."""
     train_steps: int = 1500
     """Gaussian-splatting training steps on the reconstructed scene (0: stop after SfM)."""
 
     def run(self) -> None:
-        from engine.data.nerfstudio import load_nerfstudio
         from engine.data.align import pose_errors
+        from engine.data.nerfstudio import load_nerfstudio
         from engine.jobs.sfm import report_sfm
         from engine.sfm import run_sfm
-        from engine.synthetic import generate_scene
+        from viewer.builtin_scene import generate_scene
 
+        if self.photos_only:
+            run = start_run("demo-photos", self)
+            frames = generate_scene(run.path("scene"), self.views, self.width, self.height, self.seed)
+            run.write_metrics(views=len(frames), width=self.width, height=self.height)
+            return
         run = start_run("demo", self)
         t = time.perf_counter()
         truth = generate_scene(run.path("scene"), self.views, self.width, self.height, self.seed)
@@ -70,12 +63,13 @@ class DemoJob(GenerateJob):
                  "of the ring, focal error %.2f%%", summary["rotation_error_deg_median"],
                  summary["rotation_error_deg_max"], 100 * summary["center_error_rel_median"], 100 * focal_err)
         if self.train_steps > 0:
-            from engine.synthetic import SKY
-            from engine.train_gaussians import TrainGaussiansJob, train
+            from engine.jobs.train import run_training
+            from engine.methods.configs import GaussiansConfig
+            from viewer.builtin_scene import SKY
 
-            cfg = TrainGaussiansJob(data=run.root, out=run.root, seed=self.seed, max_steps=self.train_steps,
-                                    background=SKY, video_frames=60, checkpoint_every=max(self.train_steps // 3, 1))
-            train(cfg, run)
+            cfg = GaussiansConfig(data=run.root, out=run.root, seed=self.seed, max_steps=self.train_steps,
+                                  background=SKY, video_frames=60, checkpoint_every=max(self.train_steps // 3, 1))
+            run_training(cfg, run)
             from viewer.framing import default_view
             from viewer.offscreen import save_png
             from viewer.show import framing_items, load_scene_for_view, render_frames

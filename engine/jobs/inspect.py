@@ -26,10 +26,10 @@ class InspectJob:
     def run(self) -> None:
         from rich.table import Table
 
-        from engine.data import load_scene
+        from engine.data import load_dataset
         from engine.progress import console, track
 
-        scene = load_scene(self.path, self.format, self.downscale)
+        scene = load_dataset(self.path, self.format, self.downscale)
         if self.check_images:
             for i in track(range(len(scene.frames)), "decoding images"):
                 scene.image_rgba(i)

@@ -1,27 +1,85 @@
-"""`lumen3d train <scene type>` and `lumen3d export`."""
+"""`lumen3d train <kind>` and `lumen3d export`, dispatched through the registry."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
 import tyro
 
-from engine.train_gaussians import TrainGaussiansJob
-from engine.train_nerf import MESH_THRESHOLD, TrainNerfJob
+from engine.errors import InputError
+from engine.methods.configs import MESH_THRESHOLD
+from engine.registry import KINDS
+
+log = logging.getLogger("lumen3d")
+
+
+def _subcommands():
+    entries = []
+    for kind in KINDS.values():
+        doc = (kind.config.__doc__ or "").split("\n")[0]
+        entries.append(Annotated[kind.config, tyro.conf.subcommand(kind.name, description=doc)])
+        entries += [Annotated[kind.config, tyro.conf.subcommand(a, description=f"Alias of `{kind.name}`.")]
+                    for a in kind.aliases]
+    return Union[tuple(entries)]
+
+
+TrainCase = _subcommands()
 
 
 @dataclass
 class TrainJob:
     """Train a scene representation from posed photos."""
 
-    case: tyro.conf.OmitSubcommandPrefixes[Union[Annotated[TrainGaussiansJob, tyro.conf.subcommand("gaussians")],
-                                                 Annotated[TrainGaussiansJob, tyro.conf.subcommand(
-                                                     "3dgs", description="Alias of `gaussians`.")],
-                                                 Annotated[TrainNerfJob, tyro.conf.subcommand("nerf")]]]
+    case: tyro.conf.OmitSubcommandPrefixes[TrainCase]
 
     def run(self):
-        return self.case.run()
+        return run_training(self.case)
+
+
+def run_training(cfg, run=None) -> dict:
+    """Train `cfg` (a registered method's config) in a new run directory, or in `run` (the demo's):
+    the method on the one loop, with the live view as a hook when asked for."""
+    from engine.runs import start_run
+    from engine.training.loop import TrainingLoop
+
+    # checked before a run directory is made for nothing
+    if getattr(cfg, "data", None) is not None and not Path(cfg.data).exists():
+        raise InputError(cfg.data, "dataset not found")
+    if cfg.device == "cuda":  # every part allocates on its tensors' device; the CUDA kernels are next
+        raise InputError(None, "training on CUDA waits for the CUDA kernels to be verified on a GPU; use --device cpu")
+    if run is None:
+        inputs = [cfg.data] if getattr(cfg, "data", None) is not None else []
+        run = start_run(f"train-{cfg.kind}", cfg, inputs=inputs, resume=cfg.resume)
+    method = KINDS[cfg.kind].method_class()(cfg, device="cpu")
+    loop = TrainingLoop(method, cfg, run)
+    loop.resume()
+    live = _live_view(cfg, method, run)
+    if live is not None:
+        loop.hooks.append(lambda step, m, final: live.offer(m.snapshot(), step, final))
+    if live is not None and cfg.live_view == "window":
+        live.run_window(loop.train)
+    else:
+        if live is not None:
+            live.start_offscreen()
+        loop.train()
+    extra = {"live_view": {"mode": cfg.live_view, **live.close()}} if live is not None else {}
+    return loop.finish(extra)
+
+
+def _live_view(cfg, method, run):
+    """The viewer's live preview of a method that has something to draw (`Method.snapshot`)."""
+    if getattr(cfg, "live_view", "off") == "off":
+        return None
+    from viewer.framing import camera_view
+    from viewer.live import LivePreview
+
+    frame = method.scene.frames[method.train_idx[0]]  # the first training camera, at most 640 wide
+    i = frame.intrinsics
+    scale = min(1.0, 640 / i.width)
+    view = camera_view(frame.c2w, i, max(16, round(i.width * scale)), max(16, round(i.height * scale)))
+    return LivePreview(view, cfg.live_every, run.path("renders", "live.png"), tuple(method.background.tolist()))
 
 
 @dataclass
@@ -29,7 +87,7 @@ class ExportJob:
     """Export a trained scene: a Gaussian run or an Inria PLY as PLY or .splat; a NeRF run as a mesh."""
 
     source: tyro.conf.Positional[Path]
-    """A `lumen3d train gaussians` or `train nerf` run directory, or a Gaussian-splat PLY."""
+    """A `lumen3d train` run directory, or a Gaussian-splat PLY."""
     format: Literal["ply", "splat", "mesh"] = "ply"
     """ply / splat: Gaussians; mesh: marching cubes on a NeRF's density with vertex colours."""
     out: Optional[Path] = None
@@ -41,45 +99,30 @@ class ExportJob:
     debug: bool = False
 
     def run(self) -> None:
-        from engine.errors import InputError
-        from engine.io import load_checkpoint
         from engine.progress import console
-        from scenes.gaussians import load_ply, save_ply, save_splat
+        from engine.registry import read_checkpoint
 
         src = self.source
+        if self.out is not None and self.out.resolve() == src.resolve():
+            raise InputError(self.out, "would overwrite the input; choose another --out")
         if src.is_dir():
-            ckpt = src / "checkpoints" / "last.pt"
-            if not ckpt.is_file():
+            ckpt_path = src / "checkpoints" / "last.pt"
+            if not ckpt_path.is_file():
                 raise InputError(src, "no checkpoints/last.pt: not a trained run")
-            state = load_checkpoint(ckpt)
-            is_nerf = "grid_density" in state
-            if is_nerf != (self.format == "mesh"):
-                raise InputError(src, "a NeRF run exports --format mesh" if is_nerf
-                                 else "a Gaussian run exports --format ply or splat, not a mesh")
-            if is_nerf:
-                return self._mesh(state, ckpt, self.out or src / "exports" / "mesh.ply")
-            params = state["params"]
-            out = self.out or src / "exports" / f"scene.{self.format}"
+            ckpt, kind = read_checkpoint(ckpt_path)
+            if self.format not in kind.exports:
+                raise InputError(src, f"a {kind.name} run exports --format {' or '.join(kind.exports)}")
+            console.print(kind.method_class().export_checkpoint(ckpt, src, self.format, self.out, self))
         elif src.is_file():
+            from scenes.gaussians import load_ply, save_ply, save_splat
+
             if self.format == "mesh":
                 raise InputError(src, "--format mesh needs a NeRF run directory")
             params = load_ply(src)
             out = self.out or src.with_suffix(f".{self.format}")
+            if out.resolve() == src.resolve():
+                raise InputError(out, "would overwrite the input; choose another --out")
+            (save_ply if self.format == "ply" else save_splat)(params, out)
+            console.print(f"wrote {out} ({len(params['means']):,} Gaussians)")
         else:
             raise InputError(src, "not found")
-        if out.resolve() == src.resolve():
-            raise InputError(out, "would overwrite the input; choose another --out")
-        (save_ply if self.format == "ply" else save_splat)(params, out)
-        console.print(f"wrote {out} ({len(params['means']):,} Gaussians)")
-
-    def _mesh(self, state: dict, ckpt: Path, out: Path) -> None:
-        from engine.errors import InputError
-        from engine.progress import console
-        from engine.train_nerf import NerfModel, export_mesh
-
-        if out.suffix.lower() not in (".ply", ".obj", ".glb", ".off", ".stl"):
-            raise InputError(out, "a mesh is written as .ply, .obj, .glb, .off or .stl")
-        if not 8 <= self.mesh_resolution <= 1024:
-            raise InputError(None, "--mesh-resolution must be between 8 and 1024")
-        info = export_mesh(NerfModel.from_checkpoint(state, ckpt), out, self.mesh_resolution, self.mesh_threshold)
-        console.print(f"wrote {out} ({info['vertices']:,} vertices, {info['faces']:,} faces)")

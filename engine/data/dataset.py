@@ -17,7 +17,7 @@ LLFF_HOLD = 8  # the literature's protocol: every 8th image (index % 8 == 0) is 
 @dataclass
 class Frame:
     """One photo. `c2w` is 4×4 camera-to-world with OpenCV axes; `intrinsics` describe the
-    image as :meth:`SceneData.image` returns it (after `downscale` is applied to `image_path`)."""
+    image as :meth:`Dataset.image` returns it (after `downscale` is applied to `image_path`)."""
 
     name: str
     image_path: Path
@@ -36,7 +36,7 @@ class Frame:
 
 
 @dataclass
-class SceneData:
+class Dataset:
     root: Path
     format: str  # blender | nerfstudio | colmap | llff
     frames: list[Frame]
@@ -65,7 +65,7 @@ class SceneData:
         """Frame i's RGB pixels, float32 (H, W, 3); alpha is composited on `background`."""
         return composite(self.image_rgba(i), self.background)
 
-    def downscaled(self, factor: float) -> "SceneData":
+    def downscaled(self, factor: float) -> "Dataset":
         """The same scene with images `factor` times smaller (copies cached outside the dataset)."""
         if not factor > 0:
             raise InputError(None, f"downscale factor must be positive, got {factor}")

@@ -15,10 +15,9 @@ from PIL import Image, ImageDraw
 
 from engine.data.cameras import Intrinsics, look_at
 from engine.data.nerfstudio import write_nerfstudio
-from engine.data.scene import Frame
+from engine.data.dataset import Frame
 from viewer.framing import View
-from viewer.geometry import Drawable
-from viewer.offscreen import Colours, OffscreenView, save_png
+from viewer.offscreen import Colours, Drawable, OffscreenView, save_png
 
 log = logging.getLogger("lumen3d")
 

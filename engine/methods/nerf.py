@@ -1,0 +1,263 @@
+"""NeRF in the instant-NGP recipe on our kernels: a hash-grid field, the occupancy grid, adaptive
+rays per step, nerfacc's learning-rate decay, and a marching-cubes mesh export."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from engine.cameras import Cameras, focus_point
+from engine.errors import InputError
+from engine.losses import MSELoss
+from engine.methods.reconstruction import ReconstructionMethod
+from engine.rendering.background import RandomBackground, composite
+from engine.rendering.fields import NEAR, render_field
+from scenes.nerf import OccupancyGrid, RadianceField, default_step, render_rays
+
+log = logging.getLogger("lumen3d")
+MSE = MSELoss()
+
+
+def dataset_rays(scene, indices, keep_alpha: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+    """All rays and colours of the frames `indices`: origins, directions, rgb (N, 3) float32 over the
+    scene's background, or rgba (N, 4) straight from RGBA photos with `keep_alpha`."""
+    O, D, C = [], [], []
+    for i in indices:
+        o, d = Cameras.from_frames([scene.frames[i]]).rays(0)
+        O.append(o)
+        D.append(d)
+        img = scene.image_rgba(i)
+        C.append(torch.from_numpy(img.reshape(-1, 4) if keep_alpha and img.shape[-1] == 4
+                                  else composite(img, scene.background).reshape(-1, 3)))
+    return torch.cat(O), torch.cat(D), torch.cat(C).float()
+
+
+def make_optimizer(field: RadianceField, lr: float = 1e-2) -> torch.optim.Adam:
+    """instant-NGP's Adam: β = (0.9, 0.99), ε = 1e-15 on the table, a little weight decay on the MLPs."""
+    mlps = list(field.density_mlp.parameters()) + list(field.colour_mlp.parameters())
+    return torch.optim.Adam([{"params": [field.table], "eps": 1e-15},
+                             {"params": mlps, "weight_decay": 1e-6, "eps": 1e-15}], lr=lr, betas=(0.9, 0.99))
+
+
+def train_steps(field: RadianceField, grid: OccupancyGrid, opt, rays: tuple[Tensor, Tensor, Tensor], steps: int,
+                batch: int, dt: float, background: Tensor, near: float = NEAR, seed: int = 0, start: int = 0,
+                on_step=None, cone: float = 0.0) -> dict:
+    """`steps` optimiser steps of `batch` random rays (MSE on colour); the grid is refreshed every 16 steps.
+    With RGBA colours (N, 4) each ray gets a random background, on the target and the render alike, so
+    that the field cannot paint the background into the scene. Returns timings per stage and the last loss."""
+    O, D, C = rays
+    g = torch.Generator().manual_seed(seed)
+    random_bg = RandomBackground(O.device)
+    times = {"grid": 0.0, "forward": 0.0, "backward": 0.0}
+    loss = torch.tensor(float("nan"))
+    samples = 0
+    for step in range(start, start + steps):
+        if step % 16 == 0:
+            t = time.perf_counter()
+            grid.update(field.density, step, g, cells_per_update=grid.density.numel() // 4)
+            times["grid"] += time.perf_counter() - t
+        idx = torch.randint(0, len(O), (batch,), generator=g).to(O.device)
+        t = time.perf_counter()
+        target = C[idx]
+        bg = background
+        if target.shape[1] == 4:
+            bg = random_bg.sample((batch,), g)
+            target = composite(target, bg)
+        out = render_rays(field, grid, O[idx], D[idx], torch.full((batch,), near, device=O.device),
+                          torch.full((batch,), 1e4, device=O.device), dt, bg, cone)
+        loss = MSE(out["rgb"], target)
+        times["forward"] += time.perf_counter() - t
+        t = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        times["backward"] += time.perf_counter() - t
+        samples += out["samples"]
+        if on_step is not None:
+            on_step(step, float(loss.detach()))
+    return {"times": times, "loss": float(loss.detach()), "samples_per_ray": samples / max(steps * batch, 1)}
+
+
+def scene_box(scene) -> tuple[list[float], list[float], bool]:
+    """Centre, half-size and boundedness: Blender scenes live in ±1.5; captures are unbounded around
+    their cameras' focus."""
+    if scene.format == "blender":
+        return [0.0, 0.0, 0.0], [1.5, 1.5, 1.5], False
+    c2ws = np.stack([f.c2w for f in scene.frames])
+    centre = focus_point(c2ws)
+    radius = float(np.linalg.norm(c2ws[:, :3, 3] - centre, axis=1).max())
+    return centre.tolist(), [radius] * 3, True
+
+
+def lr_factor(progress: float) -> float:
+    """nerfacc's instant-NGP decay on the budget's progress in [0, 1]: ×0.33 at 1/2, 3/4 and 9/10.
+    (No warm-up: short CPU budgets cannot spare the steps.)"""
+    return 0.33 ** sum(progress >= m for m in (0.5, 0.75, 0.9))
+
+
+@dataclass
+class NerfModel:
+    """A trained NeRF ready to render: the field, its grid, the marching step, the background."""
+
+    field: RadianceField
+    grid: OccupancyGrid
+    dt: float
+    cone: float
+    background: Tensor
+
+    @staticmethod
+    def build(centre, half, unbounded: bool, cfg, grid_res: int, background, seed: int = 0) -> "NerfModel":
+        field = RadianceField(centre, half, unbounded, cfg, seed=seed)
+        dt = default_step(field.box_half)
+        grid = OccupancyGrid(*field.grid_box(), dt, cascades=5 if unbounded else 1, res=grid_res)
+        return NerfModel(field, grid, dt, 1 / 256 if unbounded else 0.0,
+                         torch.as_tensor(background, dtype=torch.float32))
+
+    def to(self, device) -> "NerfModel":
+        self.field.to(device)
+        self.grid.to(device)
+        self.background = self.background.to(device)
+        return self
+
+    def meta(self) -> dict:
+        f = self.field
+        return {"centre": f.box_centre.tolist(), "half": f.box_half.tolist(), "unbounded": f.unbounded,
+                "field": asdict(f.cfg), "grid_res": self.grid.res, "background": self.background.tolist()}
+
+    @staticmethod
+    def from_checkpoint(ckpt: dict, source: Path) -> "NerfModel":
+        from scenes.nerf import FieldConfig
+
+        m, state = ckpt["meta"], ckpt["state"]["method"]
+        try:
+            model = NerfModel.build(m["centre"], m["half"], m["unbounded"], FieldConfig(**m["field"]), m["grid_res"],
+                                    m["background"])
+            model.field.load_state_dict(state["field"])
+            model.load_grid(state["grid"])
+        except (KeyError, TypeError, RuntimeError) as e:
+            raise InputError(source, f"the NeRF checkpoint does not describe its field ({str(e).splitlines()[0]})")
+        return model
+
+    def grid_state(self) -> dict:
+        """What the grid learned (its geometry follows from the meta; its visibility from the cameras)."""
+        return {"density": self.grid.density, "bits": self.grid.bits}
+
+    def load_grid(self, d: dict) -> None:
+        if d["density"].shape != self.grid.density.shape or d["bits"].shape != self.grid.bits.shape:
+            raise RuntimeError(f"occupancy grid of shape {tuple(d['density'].shape)}, expected "
+                               f"{tuple(self.grid.density.shape)}")
+        self.grid.density, self.grid.bits = d["density"].to(self.grid.density), d["bits"].to(self.grid.bits)
+
+    def render(self, camera: Cameras):
+        return render_field(self.field, self.grid, camera, self.dt, self.background, self.cone)
+
+
+def export_mesh(model: NerfModel, path: Path, resolution: int, threshold: float) -> dict:
+    """exports/mesh.ply (or any suffix trimesh writes): marching cubes on the density, vertex colours."""
+    from engine.progress import progress
+    from scenes.nerf_mesh import field_mesh, save_mesh
+
+    with progress() as bar:
+        task = bar.add_task("meshing", total=resolution)
+        mesh = field_mesh(model.field, model.grid, resolution, threshold, progress=lambda: bar.advance(task))
+    v = mesh["vertices"]
+    if not len(mesh["faces"]):
+        raise InputError(path, f"the field has no surface above density {threshold:g}; lower --mesh-threshold")
+    save_mesh(mesh, path)
+    return {"path": str(path), "vertices": len(v), "faces": len(mesh["faces"]), "resolution": resolution,
+            "threshold": threshold, "bounds": [v.min(0).tolist(), v.max(0).tolist()] if len(v) else None}
+
+
+class Nerf(ReconstructionMethod):
+    kind = "nerf"
+
+    def __init__(self, cfg, device: str = "cpu"):
+        from scenes.nerf import FieldConfig
+
+        super().__init__(cfg)
+        self.device = device
+        scene = self.scene
+        centre, half, self.unbounded = scene_box(scene)
+        self.model = NerfModel.build(centre, half, self.unbounded, FieldConfig(log2_table=cfg.log2_table),
+                                     cfg.grid_res, scene.background, seed=cfg.seed).to(device)
+        self.background = self.model.background
+        self.opt = make_optimizer(self.model.field, cfg.lr)
+        frames = [scene.frames[i] for i in self.train_idx]
+        near = 0.9 * float(scene.near_far[self.train_idx].min()) if scene.near_far is not None else 0.0
+        visible = self.model.grid.mark_invisible(self.train_c2ws, [f.intrinsics for f in frames], near)
+        log.info("occupancy grid: %.1f%% of its cells are seen by a training view", 100 * visible)
+        self.rays = tuple(t.to(device) for t in dataset_rays(scene, self.train_idx, keep_alpha=cfg.random_background))
+        self.rays_seen, self.batch = 0, 1024
+        self.times = {"grid": 0.0, "forward": 0.0, "backward": 0.0}
+
+    def prepare(self) -> None:
+        from kernels._build import nerf_cpu_ops
+
+        nerf_cpu_ops()
+
+    def train_step(self, step: int, fraction) -> dict:
+        cfg, m = self.cfg, self.model
+        for group in self.opt.param_groups:
+            group["lr"] = cfg.lr * lr_factor(fraction(step - 1))
+        # a fresh generator per step from the seed and the step: a resumed run draws the same rays
+        info = train_steps(m.field, m.grid, self.opt, self.rays, 1, self.batch, m.dt, m.background,
+                           seed=cfg.seed * 100003 + step - 1, start=step - 1, cone=m.cone)
+        self.rays_seen += self.batch
+        for k in self.times:
+            self.times[k] += info["times"][k]
+        rays = self.batch
+        # the next batch: as many rays as keep the samples per step near the target
+        per_ray = max(info["samples_per_ray"], 1.0)
+        self.batch = int(min(cfg.max_rays, max(256, cfg.samples_per_step / per_ray)))
+        return {"loss": info["loss"], "psnr": -10 * np.log10(max(info["loss"], 1e-12)), "rays": rays,
+                "samples_per_ray": info["samples_per_ray"], "lr": self.opt.param_groups[0]["lr"]}
+
+    def describe(self, s: dict) -> str:
+        return f"loss {s['loss']:.4f}  PSNR {s['psnr']:.2f}  rays {self.batch}"
+
+    def state_dict(self) -> dict:
+        return {"field": self.model.field.state_dict(), "grid": self.model.grid_state(),
+                "optimizer": self.opt.state_dict(), "rays": self.rays_seen, "batch": self.batch,
+                "times": dict(self.times)}
+
+    def load_state_dict(self, d: dict, source: Path) -> None:
+        self.model.field.load_state_dict(d["field"])
+        self.model.load_grid(d["grid"])
+        self.opt.load_state_dict(d["optimizer"])
+        self.rays_seen, self.batch, self.times = int(d["rays"]), int(d["batch"]), dict(d["times"])
+
+    def meta(self) -> dict:
+        return self.model.meta()
+
+    def render(self, camera):
+        return self.model.render(camera)
+
+    def export(self, run) -> dict:
+        if self.cfg.mesh_resolution <= 0:
+            return {}
+        try:
+            return {"mesh": export_mesh(self.model, run.path("exports", "mesh.ply"), self.cfg.mesh_resolution,
+                                        self.cfg.mesh_threshold)}
+        except InputError as e:  # an untrained or empty field: the run's other results still count
+            log.warning("no mesh: %s", e)
+            return {}
+
+    def summary(self, train_seconds: float) -> dict:
+        return {"rays_per_second": self.rays_seen / max(train_seconds, 1e-9), "profile_seconds": self.times,
+                "occupancy": float(self.model.grid.bits.float().mean()), "bounded": not self.unbounded}
+
+    @classmethod
+    def export_checkpoint(cls, ckpt: dict, source: Path, fmt: str, out: Path | None, options) -> str:
+        out = out or source / "exports" / "mesh.ply"
+        if out.suffix.lower() not in (".ply", ".obj", ".glb", ".off", ".stl"):
+            raise InputError(out, "a mesh is written as .ply, .obj, .glb, .off or .stl")
+        if not 8 <= options.mesh_resolution <= 1024:
+            raise InputError(None, "--mesh-resolution must be between 8 and 1024")
+        info = export_mesh(NerfModel.from_checkpoint(ckpt, source), out, options.mesh_resolution,
+                           options.mesh_threshold)
+        return f"wrote {out} ({info['vertices']:,} vertices, {info['faces']:,} faces)"

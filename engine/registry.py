@@ -1,0 +1,63 @@
+"""The one table of what the engine trains: `lumen3d train`, `export` and `view` dispatch on it,
+by the name a run's checkpoint stores as its `kind`. Light (configs only): implementations are
+imported when a job runs."""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import InputError
+from engine.methods.configs import GaussiansConfig, NerfConfig
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str  # `lumen3d train <name>` and the checkpoint's kind
+    config: type  # its options (a TrainOptions dataclass)
+    method: str  # "module:Class" of its `engine.training.method.Method`
+    exports: tuple[str, ...]  # the formats `lumen3d export` writes from its runs
+    aliases: tuple[str, ...] = ()
+
+    def method_class(self):
+        module, cls = self.method.split(":")
+        return getattr(importlib.import_module(module), cls)
+
+
+KINDS: dict[str, Kind] = {k.name: k for k in (
+    Kind("gaussians", GaussiansConfig, "engine.methods.gaussians:GaussianSplatting", ("ply", "splat"),
+         aliases=("3dgs",)),
+    Kind("nerf", NerfConfig, "engine.methods.nerf:Nerf", ("mesh",)),
+)}
+
+
+def kind_of(ckpt: dict, source: Path) -> Kind:
+    name = ckpt.get("kind")
+    if name not in KINDS:
+        raise InputError(source, f"checkpoint of unknown kind {name!r} (known: {', '.join(KINDS)})")
+    return KINDS[name]
+
+
+def read_checkpoint(path: Path) -> tuple[dict, Kind]:
+    """A run's checkpoint, loaded safely (`engine.io.load_checkpoint`), in the current layout, with
+    its kind. Checkpoints of lumen3d 0.x before the one loop are converted on the fly."""
+    from engine.io import load_checkpoint
+
+    ckpt = _upgrade_legacy(load_checkpoint(path))
+    kind = kind_of(ckpt, path)
+    if not isinstance(ckpt.get("state"), dict) or not isinstance(ckpt["state"].get("method"), dict) \
+            or not isinstance(ckpt.get("meta"), dict):
+        raise InputError(path, "not a lumen3d checkpoint (no meta or state)")
+    return ckpt, kind
+
+
+def _upgrade_legacy(d: dict) -> dict:
+    """The layouts of the two trainers before the one loop (no 'kind'): Gaussians kept their
+    parameters at the top, NeRF its field, grid and description beside them."""
+    if "kind" in d or "params" not in d:
+        return d
+    if "grid_density" in d and isinstance(d.get("model"), dict):
+        grid = {"density": d["grid_density"], "bits": d["grid_bits"]}
+        return {"kind": "nerf", "meta": d["model"], "config": {},
+                "state": {"loop": d.get("state", {}), "method": {"field": d["params"], "grid": grid}}}
+    return {"kind": "gaussians", "meta": {}, "config": {}, "state": {"loop": {}, "method": {"params": d["params"]}}}

@@ -1,0 +1,31 @@
+"""Radiance fields through the occupancy grid and compositing, one camera at a time."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from engine.cameras import Cameras
+from engine.rendering.output import RenderOutput
+
+NEAR = 0.05  # nearest sample along a ray, in scene units
+
+
+@torch.no_grad()
+def render_field(field, grid, camera: Cameras, dt: float, background: Tensor, cone: float = 0.0,
+                 chunk: int = 8192) -> RenderOutput:
+    """One camera's image of a `scenes.nerf.RadianceField` marched through its `OccupancyGrid`,
+    in chunks of rays (inference: no gradients)."""
+    from scenes.nerf import render_rays
+
+    width, height = camera[0].size
+    o, d = camera.rays(0)
+    rgb, alpha, depth = [], [], []
+    for k in range(0, len(o), chunk):
+        n = len(o[k:k + chunk])
+        out = render_rays(field, grid, o[k:k + chunk], d[k:k + chunk], torch.full((n,), NEAR, device=o.device),
+                          torch.full((n,), 1e4, device=o.device), dt, background, cone)
+        rgb.append(out["rgb"])
+        alpha.append(out["opacity"])
+        depth.append(out["depth"])
+    return RenderOutput(rgb=torch.cat(rgb).reshape(height, width, 3), alpha=torch.cat(alpha).reshape(height, width),
+                        depth=torch.cat(depth).reshape(height, width))
