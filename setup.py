@@ -41,7 +41,7 @@ setup(
         "anny>=0.6,<0.7",
     ],
     extras_require={
-        "test": ["pytest>=8"],
+        "test": ["pytest>=8", "hypothesis>=6.100"],
         # the built-in 2D keypoint detector (BlazePose); it pins numpy<2 and protobuf<5
         "detect": ["mediapipe==0.10.21"],
     },

@@ -1,8 +1,11 @@
 """The `lumen3d` command: one subcommand per job."""
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import sys
+import warnings
 
 from engine.errors import InputError
 
@@ -29,9 +32,37 @@ def _parse(args: list[str]):
 
     commands = Union[tuple(Annotated[cls, tyro.conf.subcommand(name, description=(cls.__doc__ or "").split("\n")[0])]
                            for name, cls in _commands().items())]
-    return tyro.cli(commands, args=args, prog="lumen3d", config=(tyro.conf.OmitSubcommandPrefixes,),
-                    description="lumen3d: reconstruct scenes from photos, fast on a CPU. "
-                                "Run `lumen3d demo` for the main job on built-in data.")
+    box = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(box):
+            return tyro.cli(commands, args=args, prog="lumen3d", config=(tyro.conf.OmitSubcommandPrefixes,),
+                            description="lumen3d: reconstruct scenes from photos, fast on a CPU. "
+                                        "Run `lumen3d demo` for the main job on built-in data.")
+    except SystemExit as e:
+        if e.code in (0, None):
+            raise
+        raise UsageError(box.getvalue()) from None
+
+
+class UsageError(Exception):
+    """A command line tyro could not parse; its boxed message, said in one line."""
+
+    def __init__(self, box: str):
+        self.box = box
+        rows = [ln.strip().strip("│╭╮╰╯").strip() for ln in box.splitlines()]
+        rows = ["---" if r and set(r) <= set("─") else r.strip("─ ") for r in rows]
+        rows = [r for r in rows if r]
+        title, rest = (rows[0], rows[1:]) if rows else ("usage error", [])
+        body = rest[:rest.index("---")] if "---" in rest else rest
+        message = body[0] if body else title
+        if message.endswith(":") and len(body) > 1:  # "Missing from lumen3d inspect:" then the argument
+            message = f"{message} {body[1]}"
+        hint = "lumen3d --help"
+        for k, r in enumerate(rest):
+            if r.startswith("For full helptext"):
+                after = r.split(" run", 1)[-1].split(" see", 1)[-1].strip(" :")
+                hint = after or (rest[k + 1] if k + 1 < len(rest) else hint)
+        super().__init__(f"{message} (see {hint})")
 
 
 def _log_to_file(message: str) -> None:
@@ -40,16 +71,36 @@ def _log_to_file(message: str) -> None:
             h.emit(logging.LogRecord("lumen3d", logging.ERROR, __file__, 0, message, None, None))
 
 
+def _warning_to_log(message, category, filename, lineno, file=None, line=None) -> None:
+    logging.getLogger("lumen3d").debug("%s: %s (%s:%d)", category.__name__, message, filename, lineno)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    if not debug:  # library warnings (numpy's RuntimeWarnings, ...) go to the run's log, not the terminal
+        warnings.showwarning = _warning_to_log
     try:
-        _parse(args).run()
+        job = _parse(args)
+        if hasattr(job, "check"):  # option ranges, before anything is read or made
+            job.check()
+        job.run()
         return 0
+    except UsageError as e:
+        if debug:
+            print(e.box, file=sys.stderr, end="")
+        print(f"lumen3d: error: {e}", file=sys.stderr)
+        return 2
     except InputError as e:
         if debug:
             raise
         message = f"lumen3d: error: {e}".replace("\n", " ")
+        print(message, file=sys.stderr)
+        _log_to_file(message)
+        from engine.runs import discard_failed_starts
+
+        discard_failed_starts()
+        return 2
     except KeyboardInterrupt:
         message = "lumen3d: interrupted"
         print(message, file=sys.stderr)
@@ -62,9 +113,6 @@ def main(argv: list[str] | None = None) -> int:
         print(message, file=sys.stderr)
         _log_to_file(message)
         return 1
-    print(message, file=sys.stderr)
-    _log_to_file(message)
-    return 2
 
 
 if __name__ == "__main__":

@@ -14,3 +14,9 @@ class InputError(Exception):
         self.path = None if path is None else str(path)
         self.problem = problem
         super().__init__(problem if path is None else f"{path}: {problem}")
+
+
+def check_option(ok: bool, option: str, value, rule: str) -> None:
+    """Refuse an option outside its range before any work starts: `--max-steps -1: must be ≥ 0`."""
+    if not ok:
+        raise InputError(None, f"--{option.replace('_', '-')} {value}: {rule}")

@@ -20,16 +20,38 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     The temporary name keeps the suffix so that writers that pick a format from it work.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    if path.is_dir():
+        raise InputError(path, "is a folder; give a file name to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    except OSError as e:
+        raise InputError(path, f"cannot write here ({e.strerror or e.__class__.__name__})") from None
     os.close(fd)
     tmp = Path(tmp)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get what open() would give
         yield tmp
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as e:
+            raise InputError(path, f"cannot write here ({e.strerror or e.__class__.__name__})") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask sets it, racing other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -73,7 +95,9 @@ def read_json(path: str | os.PathLike) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise InputError(path, f"not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from e
+        raise InputError(path, f"not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    except RecursionError:
+        raise InputError(path, "JSON nested too deeply") from None
 
 
 def require_dir(path: str | os.PathLike, what: str = "folder") -> Path:
@@ -85,15 +109,56 @@ def require_dir(path: str | os.PathLike, what: str = "folder") -> Path:
     return path
 
 
-def resolve_inside(root: Path, rel: str, source: str | os.PathLike) -> Path:
-    """Resolve `rel` against `root`; refuse paths that escape `root` (e.g. '../../etc/passwd')."""
-    if not isinstance(rel, str) or not rel:
+def resolve_inside(root: Path, rel: str, source: str | os.PathLike, suffixes: tuple[str, ...] = ("",)) -> Path:
+    """The file `rel` names under `root`: completed first (the first of `rel` + each suffix that
+    exists, e.g. Blender's extension-less paths), then resolved (links followed), then refused if
+    it is not strictly inside `root` ('../../etc/passwd', an absolute path, a link out, '.')."""
+    if not isinstance(rel, str) or not rel or "\x00" in rel:
         raise InputError(source, f"invalid file path {rel!r}")
-    root_res = root.resolve()
-    target = (root / rel).resolve()
-    if target != root_res and root_res not in target.parents:
-        raise InputError(source, f"file path {rel!r} escapes the dataset folder {root}")
+    candidates = [root / (rel + s) for s in suffixes]
+    target = next((c for c in candidates if c.is_file()), candidates[0])
+    return contained(root, target, source, rel)
+
+
+def contained(root: Path, path: Path, source: str | os.PathLike, name: str | None = None) -> Path:
+    """`path` resolved (links followed), refused unless it lies strictly inside `root`: the one
+    containment check every loader applies to a completed path."""
+    root_res = Path(root).resolve()
+    target = Path(path).resolve()
+    if root_res not in target.parents:
+        raise InputError(source, f"file path {name or str(path)!r} escapes the dataset folder {root}")
     return target
+
+
+def check_output(out: str | os.PathLike, inputs) -> None:
+    """Refuse an output that would land on an input, links resolved: an input file itself, or
+    anything inside an input folder. A lumen3d run directory among the inputs may receive new files
+    (a rendering of the run beside it), never over the files it holds."""
+    o = Path(out).resolve()
+    for inp in inputs:
+        i = Path(inp).resolve()
+        if o == i:
+            raise InputError(out, f"would overwrite the input {inp}; choose another path")
+        if i.is_dir() and i in o.parents:
+            if (i / "config.json").is_file() and not o.exists():
+                continue
+            raise InputError(out, f"would write inside the input {inp}; choose another path")
+
+
+def read_npz(path: str | os.PathLike, what: str) -> dict:
+    """Every array of an .npz (no pickles). A damaged archive fails in many ways inside zipfile,
+    zlib and numpy (bad headers, 'encrypted' flags, unknown compression, short data): each is the
+    file's fault, so each becomes one line naming it."""
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as e:
+        raise InputError(path, f"not a readable .npz {what} ({e.__class__.__name__}: {str(e)[:80]})") from None
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -107,6 +172,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     try:
         state = torch.load(path, weights_only=True)
     except Exception as e:
+        if "Weights only load failed" in str(e):  # torch's refusal of anything but tensors and containers
+            raise InputError(path, "not a readable checkpoint: it holds objects other than tensors and plain "
+                                   "containers, which could run code when loaded; refused") from None
         reason = (str(e).strip().splitlines() or [""])[0][:160]
         raise InputError(path, f"not a readable checkpoint ({e.__class__.__name__}: {reason})") from None
     if not isinstance(state, dict) or not ("kind" in state or "params" in state):

@@ -51,12 +51,22 @@ def read_checkpoint(path: Path) -> tuple[dict, Kind]:
     return ckpt, kind
 
 
+def use_checkpoint(path: Path, fn, *args):
+    """Call fn (a method's export_checkpoint or view_content) on a checkpoint, turning what a
+    checkpoint that loads but lacks keys or has wrong shapes raises into a line naming it."""
+    try:
+        return fn(*args)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as e:
+        raise InputError(path, f"checkpoint is incomplete or damaged ({e.__class__.__name__}: {str(e)[:100]})") \
+            from None
+
+
 def _upgrade_legacy(d: dict) -> dict:
     """The layouts of the two trainers before the one loop (no 'kind'): Gaussians kept their
     parameters at the top, NeRF its field, grid and description beside them."""
     if "kind" in d or "params" not in d:
         return d
-    if "grid_density" in d and isinstance(d.get("model"), dict):
+    if "grid_density" in d and isinstance(d.get("model"), dict) and isinstance(d["params"], dict):
         grid = {"density": d["grid_density"], "bits": d["grid_bits"]}
         return {"kind": "nerf", "meta": d["model"], "config": {},
                 "state": {"loop": d.get("state", {}), "method": {"field": d["params"], "grid": grid}}}

@@ -51,6 +51,11 @@ class RunOptions:
     debug: bool = may_change(False)
     """Show full tracebacks."""
 
+    def check(self) -> None:
+        from engine.errors import check_option
+
+        check_option(0 <= self.seed < 2 ** 63, "seed", self.seed, "must be 0 or more")
+
 
 def resolve_device(device: str) -> str:
     import torch
@@ -110,16 +115,23 @@ def start_run(job: str, opts: RunOptions, inputs: list[Path] = (), resume: bool 
             raise InputError(root, f"run directory overlaps the input {inp}; choose another --out")
     if root.exists() and not root.is_dir():
         raise InputError(root, "exists and is not a folder")
-    if root.is_dir() and any(root.iterdir()):
+    existed = root.exists()
+    fresh = not existed or not any(root.iterdir())
+    if not fresh:
         # Jobs replace their own outputs in a run directory; a folder that is not one of ours
         # may hold the user's files, so it is never written into.
         if not (root / "config.json").is_file():
             raise InputError(root, "exists, is not empty and holds no lumen3d run; choose another --out")
         if not opts.overwrite and not resume:
             raise InputError(root, "already holds a run; pass --overwrite (or --resume) or choose another --out")
-    for sub in ("", *SUBDIRS):
-        (root / sub).mkdir(parents=True, exist_ok=True)
     device = resolve_device(opts.device)
+    try:
+        for sub in ("", *SUBDIRS):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(root, f"cannot make the run directory ({e.strerror or e})") from None
+    if fresh:
+        _FRESH.append((root, existed))
     seed_everything(opts.seed)
     run = Run(root, job)
     _setup_logging(root / "log.txt", logging.DEBUG if opts.debug else logging.INFO)
@@ -129,6 +141,35 @@ def start_run(job: str, opts: RunOptions, inputs: list[Path] = (), resume: bool 
         "started": _dt.datetime.now().isoformat(timespec="seconds")})
     log.info("run directory %s (device %s, seed %d)", root, device, opts.seed)
     return run
+
+
+_FRESH: list[tuple[Path, bool]] = []  # run directories this process started in (and whether they existed)
+
+
+def discard_failed_starts() -> None:
+    """Remove the run directories this process made that hold no result yet (bad input stopped the
+    job early): such a folder is not a run to protect, and the same command, input fixed, must work."""
+    import shutil
+
+    logger = logging.getLogger("lumen3d")
+    for h in [h for h in logger.handlers if isinstance(h, logging.FileHandler)]:
+        logger.removeHandler(h)
+        h.close()
+    while _FRESH:
+        root, existed = _FRESH.pop()
+        if not root.is_dir():
+            continue
+        results = [p for sub in SUBDIRS if (root / sub).is_dir() for p in (root / sub).rglob("*")]
+        extra = [p for p in root.iterdir() if p.name not in (*SUBDIRS, "config.json", "log.txt")]
+        if results or extra:
+            continue
+        if existed:  # the user's empty folder: take back only what we put in it
+            for name in ("config.json", "log.txt"):
+                (root / name).unlink(missing_ok=True)
+            for sub in SUBDIRS:
+                shutil.rmtree(root / sub, ignore_errors=True)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def _setup_logging(path: Path, level: int) -> None:

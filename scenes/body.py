@@ -179,6 +179,11 @@ class BodyModel:
             raise InputError(source, f"posedirs has {self.posedirs.shape[2]} pose features, expected {9 * (J - 1)}")
         if int(self.parents[0]) != -1 or any(not 0 <= int(p) < j for j, p in enumerate(self.parents.tolist()[1:], 1)):
             raise InputError(source, "kinematic tree is not ordered parents-first from a root")
+        if self.faces.numel() and (self.faces.dim() != 2 or self.faces.shape[1] != 3):
+            raise InputError(source, f"faces have shape {tuple(self.faces.shape)}, expected (F, 3)")
         if self.faces.numel() and (int(self.faces.min()) < 0 or int(self.faces.max()) >= V):
             raise InputError(source, "faces index vertices outside the template")
+        for key in ("v_template", "shapedirs", "posedirs", "J_regressor", "weights"):
+            if not bool(torch.isfinite(getattr(self, key)).all()):
+                raise InputError(source, f"{key} has NaN or infinite values")
         return self

@@ -114,11 +114,9 @@ def load_smpl(path: str | os.PathLike) -> BodyModel:
     if not path.is_file():
         raise InputError(path, "body model file not found")
     if path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                d = {k: z[k] for k in z.files}
-        except (ValueError, OSError) as e:
-            raise InputError(path, f"not a readable .npz body model ({e})") from None
+        from engine.io import read_npz
+
+        d = read_npz(path, "body model")
     else:
         obj = safe_unpickle(path)
         if not isinstance(obj, dict):
@@ -128,13 +126,16 @@ def load_smpl(path: str | os.PathLike) -> BodyModel:
     if missing:
         raise InputError(path, f"not an SMPL-family model: missing {', '.join(missing)}")
     f32 = lambda a: torch.as_tensor(np.asarray(a, np.float64), dtype=torch.float32)  # noqa: E731
-    V = d["v_template"].shape[0]
-    posedirs = d.get("posedirs", np.zeros((V, 3, 0)))
-    parents = np.asarray(d["kintree_table"])[0].astype(np.int64).copy()
-    parents[0] = -1
-    model = BodyModel(f32(d["v_template"]), f32(d["shapedirs"]), f32(posedirs), f32(d["J_regressor"]),
-                      f32(d["weights"]), torch.as_tensor(parents), torch.as_tensor(np.asarray(d["f"], np.int64)),
-                      name=path.stem, joint_names=smpl_joint_names(len(parents)))
+    try:
+        V = d["v_template"].shape[0]
+        posedirs = d.get("posedirs", np.zeros((V, 3, 0)))
+        parents = np.asarray(d["kintree_table"])[0].astype(np.int64).copy()
+        parents[0] = -1
+        model = BodyModel(f32(d["v_template"]), f32(d["shapedirs"]), f32(posedirs), f32(d["J_regressor"]),
+                          f32(d["weights"]), torch.as_tensor(parents), torch.as_tensor(np.asarray(d["f"], np.int64)),
+                          name=path.stem, joint_names=smpl_joint_names(len(parents)))
+    except (ValueError, TypeError, IndexError, OverflowError, RuntimeError) as e:
+        raise InputError(path, f"body model arrays of the wrong kind or shape ({str(e)[:100]})") from None
     model.check(path)
     if len(parents) >= 22 and len(model.faces):
         model.keypoint_regressor = geometric_keypoint_regressor(model)
@@ -156,7 +157,13 @@ def load_gmm_prior(path: str | os.PathLike) -> dict[str, np.ndarray]:
     m, c, w = d["means"], d["covars"], d["weights"]
     if m.ndim != 2 or c.shape != (m.shape[0], m.shape[1], m.shape[1]) or w.shape != (m.shape[0],):
         raise InputError(path, f"GMM shapes do not agree: means {m.shape}, covars {c.shape}, weights {w.shape}")
-    return {"means": m.astype(np.float64), "covars": c.astype(np.float64), "weights": w.astype(np.float64)}
+    try:
+        out = {"means": m.astype(np.float64), "covars": c.astype(np.float64), "weights": w.astype(np.float64)}
+    except (ValueError, TypeError) as e:
+        raise InputError(path, f"GMM arrays are not numbers ({str(e)[:80]})") from None
+    if not all(np.isfinite(a).all() for a in out.values()) or (out["weights"] <= 0).any():
+        raise InputError(path, "GMM with NaN/infinite values or non-positive weights")
+    return out
 
 
 SMPL_JOINT_NAMES = ("pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",

@@ -13,7 +13,6 @@ optional:
 from __future__ import annotations
 
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,36 +63,59 @@ def save_sequence(seq: BodySequence, path: str | os.PathLike) -> None:
 
 def load_sequence(path: str | os.PathLike) -> BodySequence:
     path = Path(path)
+    from engine.io import read_npz
+
+    d = read_npz(path, "body sequence")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            d = {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        raise InputError(path, f"not a readable .npz body sequence ({e})") from None
+        return _sequence(d, path)
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError) as e:
+        raise InputError(path, f"malformed body sequence ({e.__class__.__name__}: {str(e)[:100]})") from None
+
+
+def _sequence(d: dict, path: Path) -> BodySequence:
     for key in ("vertices", "faces"):
         if key not in d:
             raise InputError(path, f"not a body sequence: no {key!r} array")
     v, f = d["vertices"], d["faces"]
     if v.ndim != 3 or v.shape[2] != 3 or len(v) == 0 or f.ndim != 2 or f.shape[1] != 3:
         raise InputError(path, f"vertices must be (T, V, 3) and faces (F, 3), got {v.shape} and {f.shape}")
+    if v.dtype.kind not in "fiu" or f.dtype.kind not in "iu":
+        raise InputError(path, f"vertices must be numbers and faces integers, got {v.dtype} and {f.dtype}")
     if not np.isfinite(v).all():
         raise InputError(path, "non-finite vertex positions")
     if f.size and (f.min() < 0 or f.max() >= v.shape[1]):
         raise InputError(path, f"faces index vertices outside 0..{v.shape[1] - 1}")
-    seq = BodySequence(v.astype(np.float32), f.astype(np.int32), float(d.get("fps", 30.0)))
+    fps = float(d.get("fps", 30.0))
+    if not 0 < fps <= 1000:
+        raise InputError(path, f"fps {fps} is not in (0, 1000]")
+    seq = BodySequence(v.astype(np.float32), f.astype(np.int32), fps)
     if "keypoints2d" in d:
         kp = d["keypoints2d"]
-        if kp.ndim != 3 or kp.shape[0] != len(v) or kp.shape[2] != 3:
-            raise InputError(path, f"keypoints2d must be ({len(v)}, K, 3), got {kp.shape}")
+        if kp.ndim != 3 or kp.shape[0] != len(v) or kp.shape[2] != 3 or not np.isfinite(kp).all():
+            raise InputError(path, f"keypoints2d must be ({len(v)}, K, 3) and finite, got {kp.shape}")
         seq.keypoints2d = kp.astype(np.float32)
-        seq.skeleton = d.get("skeleton", COCO_SKELETON).astype(np.int32)
+        skeleton = np.asarray(d.get("skeleton", COCO_SKELETON))
+        if skeleton.ndim != 2 or skeleton.shape[1] != 2 or (skeleton.size and (skeleton.min() < 0
+                                                                              or skeleton.max() >= kp.shape[1])):
+            raise InputError(path, f"skeleton must be (E, 2) pairs of keypoint indices, got {skeleton.shape}")
+        seq.skeleton = skeleton.astype(np.int32)
     if "K" in d:
-        seq.K, seq.width, seq.height = d["K"].astype(np.float64), int(d["width"]), int(d["height"])
-        seq.c2w = d.get("c2w", np.eye(4)).astype(np.float64)
+        K, c2w = np.asarray(d["K"], np.float64), np.asarray(d.get("c2w", np.eye(4)), np.float64)
+        width, height = int(d["width"]), int(d["height"])
+        if K.shape != (3, 3) or c2w.shape != (4, 4) or not (np.isfinite(K).all() and np.isfinite(c2w).all()):
+            raise InputError(path, "camera K must be 3x3 and c2w 4x4, finite")
+        if not (0 < width <= 1 << 15 and 0 < height <= 1 << 15):
+            raise InputError(path, f"camera size {width}x{height} is not a picture size")
+        seq.K, seq.width, seq.height, seq.c2w = K, width, height, c2w
     if "frames" in d:
         names = [str(s) for s in d["frames"]]
         if len(names) != len(v):
             raise InputError(path, f"{len(names)} frame paths for {len(v)} frames")
+        # frames may live beside the fit's input photos, outside this folder: only photos are read
+        from engine.data.images import IMAGE_SUFFIXES
+
+        bad = [n for n in names if Path(n).suffix.lower() not in IMAGE_SUFFIXES]
+        if bad:
+            raise InputError(path, f"frame {bad[0][:80]!r} is not a photo ({', '.join(sorted(IMAGE_SUFFIXES))})")
         seq.frames = [path.parent / n for n in names]
     return seq

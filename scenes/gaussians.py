@@ -66,6 +66,22 @@ def random_in_box(n: int, lo, hi, sh_degree: int, generator: torch.Generator) ->
     return from_points(xyz, torch.rand(n, 3, generator=generator), sh_degree)
 
 
+def check_params(params, source) -> dict[str, Tensor]:
+    """`params` if it is a complete set of Gaussian parameters (the layout above, one N, an SH
+    degree 0..3), else a one-line InputError naming `source`."""
+    if not isinstance(params, dict) or not all(isinstance(params.get(k), Tensor) for k in PARAM_NAMES):
+        raise InputError(source, f"no Gaussian parameters (needs tensors {', '.join(PARAM_NAMES)})")
+    n = len(params["means"]) if params["means"].dim() else -1
+    want = {"means": (n, 3), "log_scales": (n, 3), "quats": (n, 4), "opacity_logits": (n,), "sh_dc": (n, 1, 3)}
+    for k, shape in want.items():
+        if tuple(params[k].shape) != shape:
+            raise InputError(source, f"Gaussian parameter {k} has shape {tuple(params[k].shape)}, expected {shape}")
+    rest = params["sh_rest"]
+    if rest.dim() != 3 or rest.shape[0] != n or rest.shape[2] != 3 or rest.shape[1] not in (0, 3, 8, 15):
+        raise InputError(source, f"Gaussian parameter sh_rest has shape {tuple(rest.shape)}, expected (N, 0/3/8/15, 3)")
+    return params
+
+
 # ---------------------------------------------------------------------------------------- Inria PLY
 def ply_property_names(sh_degree: int) -> list[str]:
     n_rest = 3 * ((sh_degree + 1) ** 2 - 1)
@@ -73,11 +89,26 @@ def ply_property_names(sh_degree: int) -> list[str]:
             + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"])
 
 
+def _finite(params: dict[str, Tensor], path) -> dict[str, Tensor]:
+    """The parameters on the CPU as float32; refused when any is NaN or infinite (a diverged
+    scene would otherwise be written as one viewers show as garbage or not at all)."""
+    p = {k: v.detach().cpu().float() for k, v in params.items()}
+    n = len(p["means"])
+    bad = torch.zeros(n, dtype=torch.bool)
+    for v in p.values():
+        if v.numel():
+            bad |= ~torch.isfinite(v.reshape(n, -1)).all(1)
+    bad = int(bad.sum())
+    if bad:
+        raise InputError(path, f"not written: {bad} Gaussians have NaN or infinite parameters")
+    return p
+
+
 def save_ply(params: dict[str, Tensor], path: str | os.PathLike) -> None:
     """Binary little-endian float32 PLY in the Inria 3DGS layout: f_rest is channel-major
     (all red coefficients, then green, then blue), opacity is a logit, scales are logs, and
     rotations are unnormalised wxyz."""
-    p = {k: v.detach().cpu().float() for k, v in params.items()}
+    p = _finite(params, path)
     n = len(p["means"])
     K1 = p["sh_rest"].shape[1]
     sh_degree = int(round(math.sqrt(K1 + 1))) - 1
@@ -125,7 +156,7 @@ def save_splat(params: dict[str, Tensor], path: str | os.PathLike) -> None:
     """antimatter15's .splat: 32 bytes per Gaussian — position (3 float32), scale (3 float32,
     linear), RGBA (4 uint8, colour from the SH DC term), rotation (4 uint8, wxyz mapped from
     [-1, 1] to [0, 255]) — sorted by size × opacity, largest first, as its converter does."""
-    p = {k: v.detach().cpu().float() for k, v in params.items()}
+    p = _finite(params, path)
     scales = torch.exp(p["log_scales"])
     alpha = torch.sigmoid(p["opacity_logits"])
     order = torch.argsort(-(scales.prod(1) * alpha), stable=True)

@@ -158,7 +158,7 @@ def _setup(case, tmp, data):
         return ["inspect", d], d, ["images.bin", "refers to camera 42"]
     if case == "downscale not positive":
         blender_dataset(d)
-        return ["inspect", d, "--downscale", "0"], d, ["--downscale must be positive"]
+        return ["inspect", d, "--downscale", "0"], d, ["--downscale 0.0: must be a number above 0"]
     if case == "sfm on two photos":
         noise_photos(d, 2)
         return ["sfm", d, "--out", tmp / "run"], d, ["in", "only 2 image(s)", "at least 3"]

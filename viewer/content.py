@@ -124,7 +124,11 @@ def _colmap_model(model_dir: Path, images_dir: Path | None) -> list[Item]:
     imgs = sorted(model.images.values(), key=lambda i: i.name)
     items: list[Item] = []
     if imgs:
-        paths = [(images_dir / i.name) if images_dir and (images_dir / i.name).is_file() else None for i in imgs]
+        from engine.io import contained
+
+        source = model_dir / f"images{ext}"
+        paths = [contained(images_dir, images_dir / i.name, source, i.name)
+                 if images_dir and (images_dir / i.name).is_file() else None for i in imgs]
         items.append(Cameras("cameras", np.stack([i.c2w(model_dir) for i in imgs]),
                              [intr[i.camera_id] for i in imgs], paths))
     if len(model.points.ids):
@@ -159,10 +163,10 @@ def _run_directory(path: Path) -> list[Item]:
     if ply.is_file():
         items += _load_ply(ply)
     elif ckpt.is_file():
-        from engine.registry import read_checkpoint
+        from engine.registry import read_checkpoint, use_checkpoint
 
         state, kind = read_checkpoint(ckpt)
-        content = kind.method_class().view_content(state)
+        content = use_checkpoint(ckpt, kind.method_class().view_content, state, ckpt)
         if "gaussians" in content:
             items.append(Gaussians("gaussians", content["gaussians"], ckpt))
     for mesh in sorted(exports.glob("*")) if exports.is_dir() else []:

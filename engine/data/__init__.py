@@ -45,8 +45,8 @@ def load_dataset(path: Path, fmt: str = "auto", downscale: float | None = None,
     from engine.data.nerfstudio import load_nerfstudio
 
     path = Path(path)
-    if downscale is not None and not downscale > 0:
-        raise InputError(None, f"--downscale must be positive, got {downscale}")
+    if downscale is not None and not (isinstance(downscale, (int, float)) and 0 < downscale <= 256):
+        raise InputError(None, f"--downscale {downscale}: must be a number above 0 and at most 256")
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt == "llff":
         return load_llff(path, factor=downscale)

@@ -20,9 +20,7 @@ def _field(obj, key: str, source: Path, what: str):
 
 
 def _image_path(root: Path, rel: str, source: Path) -> Path:
-    p = resolve_inside(root, rel, source)
-    if not p.is_file() and p.with_name(p.name + ".png").is_file():
-        p = p.with_name(p.name + ".png")
+    p = resolve_inside(root, rel, source, suffixes=("", ".png"))  # Blender's paths often leave out .png
     if not p.is_file():
         raise InputError(source, f"image file {rel!r} not found (looked for {p})")
     return p
@@ -49,6 +47,7 @@ def load_blender(root: Path, splits: tuple[str, ...] = DEFAULT_SPLITS,
         if not 0 < angle < math.pi:
             raise InputError(src, f"'camera_angle_x' = {angle} is not a field of view in (0, π)")
         split_idx[split] = []
+        seen: set[Path] = set()
         for k, e in enumerate(entries):
             what = f"frame {k}"
             path = _image_path(root, _field(e, "file_path", src, what), src)
@@ -57,6 +56,9 @@ def load_blender(root: Path, splits: tuple[str, ...] = DEFAULT_SPLITS,
                 w, h = image_size(path)
                 focal = 0.5 * w / math.tan(0.5 * angle)
                 intr = Intrinsics(w, h, focal, focal, w / 2.0, h / 2.0).check(src)
+            if path in seen:
+                raise InputError(src, f"{what} repeats the image {e['file_path']!r}")
+            seen.add(path)
             split_idx[split].append(len(frames))
             frames.append(Frame(f"{split}/{path.name}", path, intr, opengl_to_opencv(c2w)))
     scene = Dataset(root, "blender", frames, split_idx, tuple(float(b) for b in background))

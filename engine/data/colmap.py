@@ -239,6 +239,8 @@ def _read_points_txt(path: Path) -> ColmapPoints:
         ids.append(_parse(path, lineno, int, w[0]))
         xyz.append(_parse(path, lineno, lambda: [float(v) for v in w[1:4]]))
         rgb.append(_parse(path, lineno, lambda: [int(v) for v in w[4:7]]))
+        if not all(0 <= v <= 255 for v in rgb[-1]):
+            raise InputError(path, f"line {lineno}: colour {rgb[-1]} is not 0..255")
         err.append(_parse(path, lineno, float, w[7]))
         tracks.append(_parse(path, lineno, lambda: np.array(w[8:], dtype=np.int32).reshape(-1, 2)))
     if not ids:
@@ -341,6 +343,8 @@ def load_colmap(path: Path, images_dir: Path | None = None) -> Dataset:
         frames.append(Frame(img.name, image, cam_intr[img.camera_id], img.c2w(f"{src} (image {img.name!r})")))
     scene = Dataset(root, "colmap", frames, every_nth_split(len(frames)))
     if len(model.points.ids):
+        if not np.isfinite(model.points.xyz).all():
+            raise InputError(model_dir / f"points3D{ext}", "points with NaN or infinite coordinates")
         scene.points, scene.point_colors = model.points.xyz, model.points.rgb
     scene.check_image_sizes()
     return scene

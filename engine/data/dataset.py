@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.data.cameras import Intrinsics
-from engine.data.images import composite, downscaled_copy, downscaled_size, image_size, read_image
+from engine.data.images import composite, downscaled_copy, downscaled_size, file_has_alpha, image_size, read_image
 from engine.errors import InputError
 
 LLFF_HOLD = 8  # the literature's protocol: every 8th image (index % 8 == 0) is a test image
@@ -52,13 +52,24 @@ class Dataset:
             raise InputError(self.root, f"dataset has no {name!r} split (has: {', '.join(self.splits)})")
         return [self.frames[i] for i in self.splits[name]]
 
+    @property
+    def has_alpha(self) -> bool:
+        """Whether any photo has alpha (from the headers); then every photo is read with alpha
+        (opaque where its file has none), so a mix of RGB and RGBA photos trains as one kind."""
+        if "has_alpha" not in self.extra:
+            self.extra["has_alpha"] = any(file_has_alpha(f.image_path) for f in self.frames)
+        return self.extra["has_alpha"]
+
     def image_rgba(self, i: int) -> np.ndarray:
-        """Frame i's pixels, float32 (H, W, 3 or 4), at the frame's resolution."""
+        """Frame i's pixels, float32 (H, W, 4) when the dataset's photos have alpha, else (H, W, 3),
+        at the frame's resolution."""
         f = self.frames[i]
         img = read_image(downscaled_copy(f.image_path, f.downscale))
         if img.shape[:2] != (f.intrinsics.height, f.intrinsics.width):
             raise InputError(f.image_path, f"image is {img.shape[1]}x{img.shape[0]}, expected "
                                            f"{f.intrinsics.width}x{f.intrinsics.height}")
+        if img.shape[-1] == 3 and self.has_alpha:
+            img = np.concatenate([img, np.ones_like(img[..., :1])], -1)
         return img
 
     def image(self, i: int) -> np.ndarray:

@@ -46,16 +46,40 @@ def image_size(path: Path) -> tuple[int, int]:
         return im.size
 
 
+def has_alpha(im: Image.Image) -> bool:
+    return im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info)
+
+
+def file_has_alpha(path: Path) -> bool:
+    """Whether the photo has an alpha channel, from its header."""
+    with _open(path) as im:
+        return has_alpha(im)
+
+
+def _decode(im: Image.Image, path: Path) -> np.ndarray:
+    """float32 (H, W, 3 or 4) in [0, 1] from any mode Pillow opens: 8-bit, 16-bit and 32-bit
+    integer greyscale scaled by their range, float images (32-bit TIFF) taken as [0, 1]."""
+    try:
+        im.load()
+    except Exception as e:
+        raise InputError(path, f"corrupt or truncated image ({e.__class__.__name__}: {e})") from None
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        if im.mode == "F":
+            if not np.isfinite(a).all():
+                raise InputError(path, "float image with NaN or infinite pixels")
+        else:  # 16-bit PNG/TIFF greyscale comes as I;16 or I (values up to 65535)
+            a = a / 65535.0
+        a = np.clip(a, 0.0, 1.0).astype(np.float32)
+        return np.repeat(a[..., None], 3, axis=-1)
+    im = im.convert("RGBA" if has_alpha(im) else "RGB")
+    return np.asarray(im, dtype=np.float32) / 255.0
+
+
 def read_image(path: Path) -> np.ndarray:
     """Decode to float32 in [0, 1], shape (H, W, 3) or (H, W, 4) when the file has alpha."""
     with _open(path) as im:
-        try:
-            im.load()
-        except Exception as e:
-            raise InputError(path, f"corrupt or truncated image ({e.__class__.__name__}: {e})") from None
-        has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
-        im = im.convert("RGBA" if has_alpha else "RGB")
-        return np.asarray(im, dtype=np.float32) / 255.0
+        return _decode(im, path)
 
 
 def composite(rgba, background):
@@ -88,12 +112,13 @@ def downscaled_copy(path: Path, factor: float) -> Path:
     if out.is_file():
         return out
     with _open(path) as im:
-        try:
-            im.load()
-        except Exception as e:
-            raise InputError(path, f"corrupt or truncated image ({e.__class__.__name__}: {e})") from None
-        if im.mode not in ("RGB", "RGBA", "L", "LA"):
-            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        if im.mode in ("RGB", "RGBA", "L", "LA"):
+            try:
+                im.load()
+            except Exception as e:
+                raise InputError(path, f"corrupt or truncated image ({e.__class__.__name__}: {e})") from None
+        else:  # palette, 16-bit, float, CMYK...: decoded as read_image reads them
+            im = Image.fromarray((_decode(im, path) * 255).round().astype(np.uint8))
         # Pillow premultiplies alpha while resampling RGBA, so edges do not pick up the colour
         # of fully transparent pixels.
         small = im.resize(downscaled_size(*im.size, factor), Image.Resampling.BOX)

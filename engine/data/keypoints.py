@@ -159,16 +159,23 @@ def read_keypoints(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
     path = Path(path)
     if not path.exists():
         raise InputError(path, "keypoint file or folder not found")
-    if path.is_dir():
-        kp, names = read_openpose(path)
-    else:
-        d = _load_json(path)
-        if isinstance(d, dict) and d.get("format") == "lumen3d-keypoints":
-            kp, names = read_ours(path, d)
-        elif isinstance(d, dict) and "people" in d:
+    try:
+        if path.is_dir():
             kp, names = read_openpose(path)
         else:
-            kp, names = read_coco(path)
+            d = _load_json(path)
+            if isinstance(d, dict) and d.get("format") == "lumen3d-keypoints":
+                kp, names = read_ours(path, d)
+            elif isinstance(d, dict) and "people" in d:
+                kp, names = read_openpose(path)
+            else:
+                kp, names = read_coco(path)
+        kp = np.asarray(kp, dtype=np.float64)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError, RecursionError) as e:
+        # the formats' fields in a shape they never have (a list for a number, a number for a list...)
+        raise InputError(path, f"malformed keypoint file ({e.__class__.__name__}: {str(e)[:100]})") from None
+    if kp.ndim != 3 or kp.shape[1:] != (len(KEYPOINTS), 3):
+        raise InputError(path, f"keypoints of shape {kp.shape}, expected (frames, {len(KEYPOINTS)}, 3)")
     if not np.isfinite(kp).all():
         raise InputError(path, "non-finite keypoint values")
     return kp, names

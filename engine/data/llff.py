@@ -10,7 +10,7 @@ from engine.data.cameras import Intrinsics, check_pose, opengl_to_opencv
 from engine.data.images import image_size, list_images
 from engine.data.dataset import Dataset, Frame, every_nth_split
 from engine.errors import InputError
-from engine.io import require_dir
+from engine.io import contained, require_dir
 
 
 def _image_folders(root: Path) -> dict[int, Path]:
@@ -51,6 +51,8 @@ def load_llff(root: Path, factor: float | None = None) -> Dataset:
             raise InputError(root, f"cannot upscale: the largest images are images_{k}, asked for factor {factor:g}")
     folder = folders[k]
     files = list_images(folder)
+    for f in files:  # a photo may be a link, but not to a file outside the dataset
+        contained(root, f, folder, f.name)
     if len(files) != len(arr):
         raise InputError(src, f"has {len(arr)} poses but {folder} has {len(files)} images")
     poses = arr[:, :15].reshape(-1, 3, 5)
@@ -59,6 +61,8 @@ def load_llff(root: Path, factor: float | None = None) -> Dataset:
         raise InputError(src, "contains NaN or infinite values")
     if np.any(hwf <= 0):
         raise InputError(src, "image height, width and focal (column 4) must be positive")
+    if np.any(near_far[:, 0] <= 0) or np.any(near_far[:, 1] <= near_far[:, 0]):
+        raise InputError(src, "depth bounds (last two columns) must be 0 < near < far for every view")
     w_img, h_img = image_size(files[0])
     frames = []
     for i, f in enumerate(files):

@@ -1,6 +1,7 @@
 """nerfstudio's transforms.json: OpenGL camera-to-world poses, shared or per-frame intrinsics."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -22,18 +23,27 @@ def _number(d: dict, key: str, source: str, default=None) -> float:
         return default
     try:
         v = float(d[key])
-    except (TypeError, ValueError):
-        raise InputError(source, f"field '{key}' is not a number: {d[key]!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(source, f"field '{key}' is not a number: {d[key]!r:.80}") from None
+    if not math.isfinite(v):
+        raise InputError(source, f"field '{key}' is not finite: {v}")
     return v
+
+
+def _size(d: dict, key: str, source: str) -> int:
+    v = _number(d, key, source)
+    if v != int(v) or not 1 <= v <= 1 << 16:
+        raise InputError(source, f"field '{key}' = {v:g} is not an image size in pixels")
+    return int(v)
 
 
 def _intrinsics(meta: dict, frame: dict, image: Path, source: str) -> Intrinsics:
     get = {**meta, **frame}  # per-frame values override the shared ones, as in nerfstudio
     model = get.get("camera_model", "OPENCV")
-    if model not in _DIST_KEYS:
-        raise InputError(source, f"unsupported camera_model {model!r} (supported: {', '.join(_DIST_KEYS)})")
+    if not isinstance(model, str) or model not in _DIST_KEYS:
+        raise InputError(source, f"unsupported camera_model {model!r:.80} (supported: {', '.join(_DIST_KEYS)})")
     if "w" in get and "h" in get:
-        w, h = int(_number(get, "w", source)), int(_number(get, "h", source))
+        w, h = _size(get, "w", source), _size(get, "h", source)
     else:
         w, h = image_size(image)
     fx = _number(get, "fl_x", source)
@@ -69,7 +79,7 @@ def load_nerfstudio(path: Path, background=(1.0, 1.0, 1.0)) -> Dataset:
         if not image.is_file():
             raise InputError(src, f"image file {e['file_path']!r} not found")
         c2w = opengl_to_opencv(check_pose(e["transform_matrix"], where))
-        frames.append(Frame(str(Path(e["file_path"]).as_posix()).removeprefix("./"), image,
+        frames.append(Frame(Path(e["file_path"]).as_posix().removeprefix("./"), image,
                             _intrinsics(meta, e, image, where), c2w))
     frames.sort(key=lambda f: f.name)
     names = [f.name for f in frames]
@@ -80,6 +90,8 @@ def load_nerfstudio(path: Path, background=(1.0, 1.0, 1.0)) -> Dataset:
         splits = {}
         for split in ("train", "val", "test"):
             listed = meta.get(f"{split}_filenames", [])
+            if not isinstance(listed, list) or not all(isinstance(n, str) for n in listed):
+                raise InputError(src, f"'{split}_filenames' must be a list of file names")
             missing = [n for n in listed if str(n).removeprefix("./") not in index]
             if missing:
                 raise InputError(src, f"{split}_filenames names {missing[0]!r}, which is not a frame")
@@ -93,6 +105,8 @@ def load_nerfstudio(path: Path, background=(1.0, 1.0, 1.0)) -> Dataset:
         if not all(k in v for k in "xyz"):
             raise InputError(ply, "points need x, y, z properties")
         scene.points = np.stack([v["x"], v["y"], v["z"]], axis=1).astype(np.float64)
+        if not np.isfinite(scene.points).all():
+            raise InputError(ply, "points with NaN or infinite coordinates")
         if all(k in v for k in ("red", "green", "blue")):
             scene.point_colors = np.stack([v["red"], v["green"], v["blue"]], axis=1).astype(np.uint8)
     scene.check_image_sizes()

@@ -13,7 +13,7 @@ from typing import Annotated, Literal, Optional, Union
 
 import tyro
 
-from engine.errors import InputError
+from engine.errors import InputError, check_option
 
 log = logging.getLogger("lumen3d")
 
@@ -135,6 +135,18 @@ class BenchRaster:
     seed: int = 0
     debug: bool = False
 
+    def check(self) -> None:
+        check_option(self.sizes and all(1 <= n <= 50_000_000 for n in self.sizes), "sizes", self.sizes,
+                     "must be 1 to 50000000 Gaussians each")
+        check_option(0 <= self.sh_degree <= 3, "sh_degree", self.sh_degree, "must be 0 to 3")
+        for res in self.resolutions:
+            w, _, h = res.lower().partition("x")
+            check_option(w.isdigit() and h.isdigit() and 16 <= int(w) <= 8192 and 16 <= int(h) <= 8192,
+                         "resolutions", res, "each must be WIDTHxHEIGHT, 16 to 8192 pixels a side")
+        check_option(1 <= self.repeats <= 1000, "repeats", self.repeats, "must be 1 to 1000")
+        check_option(self.reference_budget >= 0, "reference_budget", self.reference_budget, "must be 0 or more")
+        check_option(self.seed >= 0, "seed", self.seed, "must be 0 or more")
+
     def run(self) -> None:
         import torch
         from rich.table import Table
@@ -216,6 +228,9 @@ class BenchSfm:
     seed: int = 0
     debug: bool = False
 
+    def check(self) -> None:
+        check_option(self.seed >= 0, "seed", self.seed, "must be 0 or more")
+
     def run(self) -> None:
         import shutil
 
@@ -267,6 +282,11 @@ class BenchBody:
     json: Optional[Path] = None
     seed: int = 0
     debug: bool = False
+
+    def check(self) -> None:
+        check_option(1 <= self.sequences <= 1000, "sequences", self.sequences, "must be 1 to 1000")
+        check_option(2 <= self.frames <= 100_000, "frames", self.frames, "must be 2 to 100000")
+        check_option(self.seed >= 0, "seed", self.seed, "must be 0 or more")
 
     def run(self) -> None:
         from rich.table import Table
@@ -320,6 +340,10 @@ class BenchJob:
     case: tyro.conf.OmitSubcommandPrefixes[Union[Annotated[BenchRaster, tyro.conf.subcommand("raster")],
                                                  Annotated[BenchSfm, tyro.conf.subcommand("sfm")],
                                                  Annotated[BenchBody, tyro.conf.subcommand("body")]]]
+
+    def check(self) -> None:
+        if hasattr(self.case, "check"):
+            self.case.check()
 
     def run(self) -> None:
         self.case.run()

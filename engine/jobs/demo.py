@@ -28,6 +28,15 @@ class DemoJob(RunOptions):
     train_steps: int = 1500
     """Gaussian-splatting training steps on the reconstructed scene (0: stop after SfM)."""
 
+    def check(self) -> None:
+        from engine.errors import check_option
+
+        RunOptions.check(self)
+        check_option(3 <= self.views <= 2000, "views", self.views, "must be 3 to 2000")
+        for name in ("width", "height"):
+            check_option(16 <= getattr(self, name) <= 8192, name, getattr(self, name), "must be 16 to 8192")
+        check_option(self.train_steps >= 0, "train_steps", self.train_steps, "must be 0 or more")
+
     def run(self) -> None:
         from engine.data.align import pose_errors
         from engine.data.nerfstudio import load_nerfstudio

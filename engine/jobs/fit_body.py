@@ -45,6 +45,18 @@ class FitBodyJob(RunOptions):
     resume: bool = False
     """Reuse the keypoints this run directory already holds (detection is the slow part)."""
 
+    def check(self) -> None:
+        import math
+
+        from engine.errors import check_option
+
+        RunOptions.check(self)
+        for name in ("focal", "fps"):
+            v = getattr(self, name)
+            check_option(v is None or (math.isfinite(v) and 0 < v <= 1e6), name, v, "must be a positive number")
+        check_option(self.max_frames is None or self.max_frames >= 1, "max_frames", self.max_frames,
+                     "must be 1 or more")
+
     def run(self) -> None:
         import torch
 

@@ -23,6 +23,11 @@ class InspectJob:
     debug: bool = False
     """Show full tracebacks."""
 
+    def check(self) -> None:
+        from engine.training.options import DatasetOptions
+
+        DatasetOptions.check(self)
+
     def run(self) -> None:
         from rich.table import Table
 

@@ -26,6 +26,20 @@ class SfmJob(SfmOptions, RunOptions):
     fps: float = 2.0
     """Frames per second taken from --video."""
 
+    def check(self) -> None:
+        import math
+
+        from engine.errors import check_option
+
+        RunOptions.check(self)
+        check_option(math.isfinite(self.fps) and 0 < self.fps <= 1000, "fps", self.fps,
+                     "must be above 0 and at most 1000")
+        check_option(64 <= self.max_image_size <= 32768, "max_image_size", self.max_image_size, "must be 64 to 32768")
+        check_option(16 <= self.max_features <= 1_000_000, "max_features", self.max_features,
+                     "must be 16 to 1000000")
+        check_option(self.sequential_overlap >= 1, "sequential_overlap", self.sequential_overlap, "must be 1 or more")
+        check_option(self.threads == -1 or self.threads >= 1, "threads", self.threads, "must be -1 (all) or 1 or more")
+
     def run(self) -> None:
         from engine.sfm import extract_video_frames, run_sfm
 

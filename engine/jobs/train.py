@@ -34,6 +34,9 @@ class TrainJob:
 
     case: tyro.conf.OmitSubcommandPrefixes[TrainCase]
 
+    def check(self) -> None:
+        self.case.check()
+
     def run(self):
         return run_training(self.case)
 
@@ -45,14 +48,20 @@ def run_training(cfg, run=None) -> dict:
     from engine.training.loop import TrainingLoop
 
     # checked before a run directory is made for nothing
+    cfg.check()
     if getattr(cfg, "data", None) is not None and not Path(cfg.data).exists():
         raise InputError(cfg.data, "dataset not found")
     if cfg.device == "cuda":  # every part allocates on its tensors' device; the CUDA kernels are next
         raise InputError(None, "training on CUDA waits for the CUDA kernels to be verified on a GPU; use --device cpu")
+    dataset = None
+    if getattr(cfg, "data", None) is not None:
+        from engine.data import load_dataset
+
+        dataset = load_dataset(cfg.data, cfg.format, cfg.downscale)
     if run is None:
-        inputs = [cfg.data] if getattr(cfg, "data", None) is not None else []
+        inputs = [cfg.data] if dataset is not None else []
         run = start_run(f"train-{cfg.kind}", cfg, inputs=inputs, resume=cfg.resume)
-    method = KINDS[cfg.kind].method_class()(cfg, device="cpu")
+    method = KINDS[cfg.kind].method_class()(cfg, device="cpu", dataset=dataset)
     loop = TrainingLoop(method, cfg, run)
     loop.resume()
     live = _live_view(cfg, method, run)
@@ -98,13 +107,24 @@ class ExportJob:
     """Density level of the mesh surface."""
     debug: bool = False
 
+    def check(self) -> None:
+        from engine.errors import check_option
+        from engine.training.options import finite
+
+        check_option(8 <= self.mesh_resolution <= 1024, "mesh_resolution", self.mesh_resolution, "must be 8 to 1024")
+        check_option(finite(self.mesh_threshold) and self.mesh_threshold > 0, "mesh_threshold", self.mesh_threshold,
+                     "must be a positive density")
+
     def run(self) -> None:
+        from engine.io import check_output
         from engine.progress import console
-        from engine.registry import read_checkpoint
+        from engine.registry import read_checkpoint, use_checkpoint
 
         src = self.source
-        if self.out is not None and self.out.resolve() == src.resolve():
-            raise InputError(self.out, "would overwrite the input; choose another --out")
+        if self.out is not None:
+            # a run's checkpoint, config and results are inputs too; its exports/ is where exports go
+            check_output(self.out, [src] if not src.is_dir() else
+                         [src / "checkpoints", src / "config.json", src / "metrics.json", src / "log.txt"])
         if src.is_dir():
             ckpt_path = src / "checkpoints" / "last.pt"
             if not ckpt_path.is_file():
@@ -112,7 +132,8 @@ class ExportJob:
             ckpt, kind = read_checkpoint(ckpt_path)
             if self.format not in kind.exports:
                 raise InputError(src, f"a {kind.name} run exports --format {' or '.join(kind.exports)}")
-            console.print(kind.method_class().export_checkpoint(ckpt, src, self.format, self.out, self))
+            console.print(use_checkpoint(ckpt_path, kind.method_class().export_checkpoint, ckpt, src, self.format,
+                                         self.out, self))
         elif src.is_file():
             from scenes.gaussians import load_ply, save_ply, save_splat
 
@@ -120,8 +141,7 @@ class ExportJob:
                 raise InputError(src, "--format mesh needs a NeRF run directory")
             params = load_ply(src)
             out = self.out or src.with_suffix(f".{self.format}")
-            if out.resolve() == src.resolve():
-                raise InputError(out, "would overwrite the input; choose another --out")
+            check_output(out, [src])
             (save_ply if self.format == "ply" else save_splat)(params, out)
             console.print(f"wrote {out} ({len(params['means']):,} Gaussians)")
         else:

@@ -59,6 +59,34 @@ class ViewJob:
     debug: bool = False
     """Show full tracebacks."""
 
+    def check(self) -> None:
+        import math
+
+        from engine.errors import check_option
+
+        def finite(*v):
+            return all(isinstance(x, (int, float)) and math.isfinite(x) for x in v)
+
+        for name in ("width", "height"):
+            check_option(16 <= getattr(self, name) <= 8192, name, getattr(self, name), "must be 16 to 8192")
+        check_option(finite(self.fov) and 1 <= self.fov <= 170, "fov", self.fov, "must be 1 to 170 degrees")
+        check_option(finite(self.azimuth), "azimuth", self.azimuth, "must be a number of degrees")
+        check_option(finite(self.elevation) and -89 <= self.elevation <= 89, "elevation", self.elevation,
+                     "must be -89 to 89 degrees")
+        check_option(1 <= self.frames <= 100_000, "frames", self.frames, "must be 1 to 100000")
+        check_option(self.frame >= 0, "frame", self.frame, "must be 0 or more")
+        check_option(self.fps is None or (finite(self.fps) and 0 < self.fps <= 1000), "fps", self.fps,
+                     "must be above 0 and at most 1000")
+        check_option(self.view_from is None or self.view_from >= 0, "view_from", self.view_from, "must be 0 or more")
+        check_option(finite(*self.background) and all(0 <= c <= 1 for c in self.background), "background",
+                     self.background, "must be three numbers between 0 and 1")
+        for name in ("eye", "target", "up"):
+            v = getattr(self, name)
+            check_option(v is None or finite(*v), name, v, "must be three finite numbers")
+        check_option(self.up is None or any(c != 0 for c in self.up), "up", self.up, "must not be zero")
+        check_option(self.eye is None or self.target is None or tuple(self.eye) != tuple(self.target), "eye",
+                     self.eye, "must differ from --target")
+
     def run(self) -> None:
         from engine.errors import InputError
         from engine.progress import console, track
@@ -71,10 +99,11 @@ class ViewJob:
             raise InputError(None, f"--width/--height must be 16..8192, got {self.width}x{self.height}")
         if (self.eye is None) != (self.target is None):
             raise InputError(None, "--eye and --target go together")
-        inputs = {Path(p).resolve() for p in self.paths}
+        from engine.io import check_output
+
         for out in (self.png, self.video):
-            if out is not None and out.resolve() in inputs:
-                raise InputError(out, "would overwrite an input")
+            if out is not None:
+                check_output(out, self.paths)
         offscreen = self.png is not None or self.video is not None
         scene = load_scene_for_view(self.paths, self.splats, self.cameras, self.points, self.thumbnails,
                                     self.side_by_side, self.up, offscreen)

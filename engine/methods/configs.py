@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal, Optional
 
+from engine.errors import check_option
 from engine.runs import may_change
-from engine.training.options import DatasetOptions, TrainOptions
+from engine.training.options import DatasetOptions, TrainOptions, finite
 
 MESH_THRESHOLD = 10.0  # σ of a NeRF's exported surface (an optical depth of ≈ 0.05 over one marching step on lego)
 
@@ -54,6 +55,28 @@ class GaussiansConfig(DatasetOptions, TrainOptions):
     live_every: float = may_change(10.0)
     """Seconds between live-view updates (training only pays for a copy of the Gaussians)."""
 
+    def check(self) -> None:
+        TrainOptions.check(self)
+        DatasetOptions.check(self)
+        check_option(0 <= self.sh_degree <= 3, "sh_degree", self.sh_degree, "must be 0 to 3")
+        for name in ("sh_degree_interval", "refine_every", "reset_every", "init_points", "cap_max"):
+            check_option(getattr(self, name) >= 1, name, getattr(self, name), "must be 1 or more")
+        check_option(self.init_points <= 50_000_000, "init_points", self.init_points, "must be at most 50000000")
+        for name in ("lr_means", "lr_means_final", "lr_scales", "lr_quats", "lr_opacity", "lr_sh", "grad_threshold"):
+            v = getattr(self, name)
+            check_option(finite(v) and v > 0, name, v, "must be a positive number")
+        check_option(finite(self.ssim_lambda) and 0 <= self.ssim_lambda <= 1, "ssim_lambda", self.ssim_lambda,
+                     "must be between 0 and 1")
+        check_option(finite(self.init_opacity) and 0 < self.init_opacity < 1, "init_opacity", self.init_opacity,
+                     "must be between 0 and 1 (exclusive)")
+        check_option(self.refine_start >= 0, "refine_start", self.refine_start, "must be 0 or more")
+        check_option(self.refine_stop is None or self.refine_stop >= 0, "refine_stop", self.refine_stop,
+                     "must be 0 or more")
+        check_option(self.background is None or all(finite(c) and 0 <= c <= 1 for c in self.background),
+                     "background", self.background, "must be three numbers between 0 and 1")
+        check_option(finite(self.live_every) and self.live_every >= 0, "live_every", self.live_every,
+                     "must be 0 or more seconds")
+
 
 @dataclass(kw_only=True)
 class NerfConfig(DatasetOptions, TrainOptions):
@@ -75,3 +98,17 @@ class NerfConfig(DatasetOptions, TrainOptions):
     """Density level of the mesh surface."""
     random_background: bool = True
     """With RGBA photos (Blender scenes), train each ray over a random background colour."""
+
+    def check(self) -> None:
+        TrainOptions.check(self)
+        DatasetOptions.check(self)
+        check_option(1 <= self.samples_per_step <= 1 << 24, "samples_per_step", self.samples_per_step,
+                     "must be 1 to 16777216")
+        check_option(1 <= self.max_rays <= 1 << 22, "max_rays", self.max_rays, "must be 1 to 4194304")
+        check_option(finite(self.lr) and self.lr > 0, "lr", self.lr, "must be a positive number")
+        check_option(10 <= self.log2_table <= 24, "log2_table", self.log2_table, "must be 10 to 24")
+        check_option(8 <= self.grid_res <= 512, "grid_res", self.grid_res, "must be 8 to 512")
+        check_option(self.mesh_resolution == 0 or 8 <= self.mesh_resolution <= 1024, "mesh_resolution",
+                     self.mesh_resolution, "must be 0 (no mesh) or 8 to 1024")
+        check_option(finite(self.mesh_threshold) and self.mesh_threshold > 0, "mesh_threshold", self.mesh_threshold,
+                     "must be a positive density")

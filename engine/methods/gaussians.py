@@ -22,11 +22,11 @@ log = logging.getLogger("lumen3d")
 class GaussianSplatting(ReconstructionMethod):
     kind = "gaussians"
 
-    def __init__(self, cfg, device: str = "cpu"):
+    def __init__(self, cfg, device: str = "cpu", dataset=None):
         from engine.progress import track
         from engine.strategies import ADCStrategy, MCMCStrategy
 
-        super().__init__(cfg)
+        super().__init__(cfg, dataset)
         self.device = device
         scene = self.scene
         self.gen = torch.Generator().manual_seed(cfg.seed)
@@ -35,7 +35,8 @@ class GaussianSplatting(ReconstructionMethod):
         self.solid = SolidBackground(bg).to(device)
         self.background = self.solid.colour
         self.train_background = RandomBackground(device) if cfg.random_background else self.solid
-        self.images = [torch.from_numpy(scene.image_rgba(i)).to(device) for i in track(self.train_idx, "loading images")]
+        self.images = [torch.from_numpy(scene.image_rgba(i)).to(device)
+                       for i in track(self.train_idx, "loading images")]
         if cfg.random_background and self.images[0].shape[-1] != 4:
             raise InputError(cfg.data, "--random-background needs images with an alpha channel")
         centres = self.train_c2ws[:, :3, 3]
@@ -272,14 +273,16 @@ class GaussianSplatting(ReconstructionMethod):
 
     # ------------------------------------------------------------------ checkpoint consumers
     @classmethod
-    def view_content(cls, ckpt: dict) -> dict:
-        return {"gaussians": ckpt["state"]["method"]["params"]}
+    def view_content(cls, ckpt: dict, source: Path) -> dict:
+        from scenes.gaussians import check_params
+
+        return {"gaussians": check_params(ckpt["state"]["method"].get("params"), source)}
 
     @classmethod
     def export_checkpoint(cls, ckpt: dict, source: Path, fmt: str, out: Path | None, options) -> str:
-        from scenes.gaussians import save_ply, save_splat
+        from scenes.gaussians import check_params, save_ply, save_splat
 
-        params = ckpt["state"]["method"]["params"]
+        params = check_params(ckpt["state"]["method"].get("params"), source / "checkpoints" / "last.pt")
         out = out or source / "exports" / f"scene.{fmt}"
         (save_ply if fmt == "ply" else save_splat)(params, out)
         return f"wrote {out} ({len(params['means']):,} Gaussians)"

@@ -176,10 +176,10 @@ def export_mesh(model: NerfModel, path: Path, resolution: int, threshold: float)
 class Nerf(ReconstructionMethod):
     kind = "nerf"
 
-    def __init__(self, cfg, device: str = "cpu"):
+    def __init__(self, cfg, device: str = "cpu", dataset=None):
         from scenes.nerf import FieldConfig
 
-        super().__init__(cfg)
+        super().__init__(cfg, dataset)
         self.device = device
         scene = self.scene
         centre, half, self.unbounded = scene_box(scene)
@@ -258,6 +258,6 @@ class Nerf(ReconstructionMethod):
             raise InputError(out, "a mesh is written as .ply, .obj, .glb, .off or .stl")
         if not 8 <= options.mesh_resolution <= 1024:
             raise InputError(None, "--mesh-resolution must be between 8 and 1024")
-        info = export_mesh(NerfModel.from_checkpoint(ckpt, source), out, options.mesh_resolution,
-                           options.mesh_threshold)
+        model = NerfModel.from_checkpoint(ckpt, source / "checkpoints" / "last.pt")
+        info = export_mesh(model, out, options.mesh_resolution, options.mesh_threshold)
         return f"wrote {out} ({info['vertices']:,} vertices, {info['faces']:,} faces)"

@@ -15,11 +15,11 @@ class ReconstructionMethod(Method):
     """Loads `cfg.data` (`engine.training.options.DatasetOptions`); subclasses set
     `self.background` (3,) before evaluation."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, dataset=None):
         from engine.data import load_dataset
 
         self.cfg = cfg
-        self.scene = load_dataset(cfg.data, cfg.format, cfg.downscale)
+        self.scene = dataset if dataset is not None else load_dataset(cfg.data, cfg.format, cfg.downscale)
         self.train_idx = self.scene.splits["train"] if "train" in self.scene.splits else []
         self.test_idx = self.scene.splits.get("test", [])
         if not self.train_idx:

@@ -78,7 +78,7 @@ class Method:
         raise NotImplementedError
 
     @classmethod
-    def view_content(cls, ckpt: dict) -> dict:
+    def view_content(cls, ckpt: dict, source: Path) -> dict:
         """What `lumen3d view` shows of a checkpoint when the run has no exports: {'gaussians':
         params} or {} (the viewer then shows the run's exported files and cameras)."""
         return {}

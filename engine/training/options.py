@@ -5,9 +5,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
+import math
+
 import tyro
 
+from engine.errors import check_option
 from engine.runs import RunOptions, may_change
+
+
+def finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
 
 
 @dataclass(kw_only=True)
@@ -29,6 +36,19 @@ class TrainOptions(RunOptions):
     kill_at_step: Optional[int] = may_change(None)
     """Testing aid: SIGKILL this process when it reaches this step, as a crash would."""
 
+    def check(self) -> None:
+        """Refuse options outside their ranges, before a run directory is made."""
+        check_option(self.max_steps >= 0, "max_steps", self.max_steps, "must be 0 or more")
+        check_option(self.max_minutes is None or (finite(self.max_minutes) and self.max_minutes > 0), "max_minutes",
+                     self.max_minutes, "must be a positive number of minutes")
+        check_option(self.checkpoint_every >= 1, "checkpoint_every", self.checkpoint_every, "must be 1 or more")
+        check_option(self.eval_views is None or self.eval_views >= 1, "eval_views", self.eval_views,
+                     "must be 1 or more (leave it out for all)")
+        check_option(0 <= self.video_frames <= 100_000, "video_frames", self.video_frames, "must be 0 to 100000")
+        check_option(self.kill_at_step is None or self.kill_at_step >= 1, "kill_at_step", self.kill_at_step,
+                     "must be 1 or more")
+        RunOptions.check(self)
+
 
 @dataclass(kw_only=True)
 class DatasetOptions:
@@ -39,3 +59,7 @@ class DatasetOptions:
     format: Literal["auto", "blender", "nerfstudio", "colmap", "llff"] = "auto"
     downscale: Optional[float] = None
     """Image downscale factor (LLFF: relative to the full-resolution photos)."""
+
+    def check(self) -> None:
+        check_option(self.downscale is None or (finite(self.downscale) and 0 < self.downscale <= 256), "downscale",
+                     self.downscale, "must be a number above 0 and at most 256")

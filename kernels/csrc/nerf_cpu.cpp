@@ -12,22 +12,41 @@ using splat::alloc;
 
 namespace {
 
-std::vector<nerf::Level> levels(const at::Tensor& scales, const at::Tensor& res, const at::Tensor& dense) {
+// The levels of a table (L, T, F), checked so that no corner index can leave the table.
+std::vector<nerf::Level> levels(const at::Tensor& scales, const at::Tensor& res, const at::Tensor& dense,
+                                const at::Tensor& table) {
+  TORCH_CHECK(table.dim() == 3 && table.device().is_cpu() && table.is_contiguous(),
+              "table must be a contiguous CPU tensor (L, T, F)");
   auto s = scales.to(at::kDouble).contiguous(), r = res.to(at::kLong).contiguous(), d = dense.to(at::kBool).contiguous();
+  TORCH_CHECK(s.numel() == table.size(0) && r.numel() == table.size(0) && d.numel() == table.size(0),
+              "one scale, resolution and dense flag per level");
+  const int64_t T = table.size(1);
+  TORCH_CHECK(T >= 1 && table.size(2) >= 1, "table must have entries and features");
   std::vector<nerf::Level> out(s.numel());
-  for (int64_t l = 0; l < s.numel(); ++l) out[l] = {s.data_ptr<double>()[l], r.data_ptr<int64_t>()[l], d.data_ptr<bool>()[l]};
+  for (int64_t l = 0; l < s.numel(); ++l) {
+    out[l] = {s.data_ptr<double>()[l], r.data_ptr<int64_t>()[l], d.data_ptr<bool>()[l]};
+    TORCH_CHECK(std::isfinite(out[l].scale) && out[l].scale > 0 && out[l].res >= 2 &&
+                    out[l].res >= int64_t(std::ceil(out[l].scale)) + 1 && out[l].res <= (1 << 20),
+                "level ", l, ": scale and resolution do not match");
+    TORCH_CHECK(!out[l].dense || out[l].res * out[l].res * out[l].res <= T, "level ", l,
+                ": a dense level needs res³ <= table size");
+  }
   return out;
+}
+
+void check_points(const at::Tensor& x, const at::Tensor& table) {
+  TORCH_CHECK(x.dim() == 2 && x.size(1) == 3, "x must be (N, 3)");
+  TORCH_CHECK(x.device().is_cpu() && x.is_contiguous(), "x must be a contiguous CPU tensor");
+  TORCH_CHECK(x.scalar_type() == table.scalar_type(), "x and table must share a dtype");
 }
 
 }  // namespace
 
 at::Tensor hash_encode_fwd(const at::Tensor& x, const at::Tensor& table, const at::Tensor& scales, const at::Tensor& res,
                            const at::Tensor& dense) {
-  TORCH_CHECK(x.dim() == 2 && x.size(1) == 3 && table.dim() == 3, "x must be (N, 3) and table (L, T, F)");
-  TORCH_CHECK(x.scalar_type() == table.scalar_type(), "x and table must share a dtype");
-  const auto lv = levels(scales, res, dense);
+  const auto lv = levels(scales, res, dense, table);
+  check_points(x, table);
   const int64_t N = x.size(0), L = table.size(0), T = table.size(1), F = table.size(2);
-  TORCH_CHECK(int64_t(lv.size()) == L, "one scale per level");
   at::Tensor out = alloc({N, L * F}, table.options());
   AT_DISPATCH_FLOATING_TYPES(table.scalar_type(), "hash_encode_fwd", [&] {
     const scalar_t* xp = x.data_ptr<scalar_t>();
@@ -55,8 +74,11 @@ at::Tensor hash_encode_fwd(const at::Tensor& x, const at::Tensor& table, const a
 std::vector<at::Tensor> hash_encode_bwd(const at::Tensor& x, const at::Tensor& table, const at::Tensor& scales,
                                         const at::Tensor& res, const at::Tensor& dense, const at::Tensor& grad_out,
                                         bool need_x_grad) {
-  const auto lv = levels(scales, res, dense);
+  const auto lv = levels(scales, res, dense, table);
+  check_points(x, table);
   const int64_t N = x.size(0), L = table.size(0), T = table.size(1), F = table.size(2);
+  TORCH_CHECK(grad_out.dim() == 2 && grad_out.size(0) == N && grad_out.size(1) == L * F && grad_out.is_contiguous() &&
+                  grad_out.scalar_type() == table.scalar_type(), "grad_out must be a contiguous (N, L·F) tensor");
   at::Tensor g_table = at::zeros_like(table);
   at::Tensor g_x = need_x_grad ? alloc({N, 3}, x.options()) : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(table.scalar_type(), "hash_encode_bwd", [&] {
@@ -103,8 +125,27 @@ std::vector<at::Tensor> hash_encode_bwd(const at::Tensor& x, const at::Tensor& t
   return {g_table, g_x};
 }
 
+// Packed samples: sigmas (M,), rgbs (M, 3), t0 and t1 (M,) of one dtype; offsets (R + 1) from 0 to M.
+void check_samples(const at::Tensor& sigmas, const at::Tensor& rgbs, const at::Tensor& t0, const at::Tensor& t1,
+                   const at::Tensor& offsets) {
+  const int64_t M = sigmas.numel();
+  TORCH_CHECK(sigmas.dim() == 1 && rgbs.dim() == 2 && rgbs.size(0) == M && rgbs.size(1) == 3 && t0.dim() == 1 &&
+                  t0.numel() == M && t1.dim() == 1 && t1.numel() == M, "samples must be sigmas (M), rgbs (M, 3), t (M)");
+  for (const at::Tensor* t : {&sigmas, &rgbs, &t0, &t1}) {
+    TORCH_CHECK(t->scalar_type() == sigmas.scalar_type(), "samples must share one dtype");
+    TORCH_CHECK(t->device().is_cpu() && t->is_contiguous(), "samples must be contiguous CPU tensors");
+  }
+  TORCH_CHECK(offsets.dim() == 1 && offsets.numel() >= 1, "offsets must be (R + 1)");
+  auto off = offsets.to(at::kLong).contiguous();
+  const int64_t* op = off.data_ptr<int64_t>();
+  const int64_t R = offsets.numel() - 1;
+  TORCH_CHECK(op[0] == 0 && op[R] == M, "offsets must run from 0 to the number of samples");
+  for (int64_t r = 0; r < R; ++r) TORCH_CHECK(op[r] <= op[r + 1], "offsets must not decrease");
+}
+
 std::vector<at::Tensor> composite_fwd(const at::Tensor& sigmas, const at::Tensor& rgbs, const at::Tensor& t0,
                                       const at::Tensor& t1, const at::Tensor& offsets, double t_min) {
+  check_samples(sigmas, rgbs, t0, t1, offsets);
   const int64_t R = offsets.numel() - 1;
   at::Tensor rgb = alloc({R, 3}, sigmas.options()), opacity = alloc({R}, sigmas.options()),
              depth = alloc({R}, sigmas.options());
@@ -126,7 +167,13 @@ std::vector<at::Tensor> composite_bwd(const at::Tensor& sigmas, const at::Tensor
                                       const at::Tensor& t1, const at::Tensor& offsets, double t_min,
                                       const at::Tensor& rgb, const at::Tensor& opacity, const at::Tensor& depth,
                                       const at::Tensor& g_rgb, const at::Tensor& g_opacity, const at::Tensor& g_depth) {
+  check_samples(sigmas, rgbs, t0, t1, offsets);
   const int64_t R = offsets.numel() - 1, M = sigmas.numel();
+  for (const at::Tensor* t : {&rgb, &opacity, &depth, &g_rgb, &g_opacity, &g_depth}) {
+    TORCH_CHECK(t->scalar_type() == sigmas.scalar_type() && t->is_contiguous() && t->device().is_cpu(),
+                "ray outputs and their gradients must be contiguous CPU tensors of the samples' dtype");
+    TORCH_CHECK(t->size(0) == R && t->numel() == (t->dim() == 2 ? 3 * R : R), "ray outputs must have one row per ray");
+  }
   at::Tensor g_sigma = alloc({M}, sigmas.options()), g_rgbs = alloc({M, 3}, sigmas.options());
   auto off = offsets.to(at::kLong).contiguous();
   AT_DISPATCH_FLOATING_TYPES(sigmas.scalar_type(), "composite_bwd", [&] {
@@ -146,9 +193,15 @@ std::vector<at::Tensor> composite_bwd(const at::Tensor& sigmas, const at::Tensor
 nerf::Grid make_grid(const at::Tensor& bits, const at::Tensor& centre, const at::Tensor& half) {
   TORCH_CHECK(bits.dim() == 4 && bits.size(1) == bits.size(2) && bits.size(2) == bits.size(3) &&
                   bits.scalar_type() == at::kByte, "occupancy bits must be uint8 (cascades, G, G, G)");
+  TORCH_CHECK(bits.size(0) >= 1 && bits.size(0) <= 16 && bits.size(1) >= 1, "the grid needs 1..16 cascades of G >= 1");
+  TORCH_CHECK(bits.device().is_cpu() && bits.is_contiguous(), "occupancy bits must be a contiguous CPU tensor");
+  TORCH_CHECK(centre.numel() == 3 && half.numel() == 3, "grid centre and half-size need 3 values each");
   auto c = centre.to(at::kCPU, at::kDouble).contiguous(), h = half.to(at::kCPU, at::kDouble).contiguous();
   nerf::Grid g;
   for (int a = 0; a < 3; ++a) { g.centre[a] = c.data_ptr<double>()[a]; g.half[a] = h.data_ptr<double>()[a]; }
+  for (int a = 0; a < 3; ++a)
+    TORCH_CHECK(std::isfinite(g.centre[a]) && std::isfinite(g.half[a]) && g.half[a] > 0,
+                "grid centre must be finite and half-size positive");
   g.cascades = bits.size(0);
   g.res = bits.size(1);
   return g;
@@ -157,9 +210,20 @@ nerf::Grid make_grid(const at::Tensor& bits, const at::Tensor& centre, const at:
 std::vector<at::Tensor> march_rays(const at::Tensor& origins, const at::Tensor& dirs, const at::Tensor& near,
                                    const at::Tensor& far, const at::Tensor& bits, const at::Tensor& centre,
                                    const at::Tensor& half, double dt_min, double dt_max, double cone) {
-  TORCH_CHECK(origins.scalar_type() == at::kDouble && dirs.scalar_type() == at::kDouble, "rays must be float64");
+  TORCH_CHECK(origins.scalar_type() == at::kDouble && dirs.scalar_type() == at::kDouble &&
+                  near.scalar_type() == at::kDouble && far.scalar_type() == at::kDouble, "rays must be float64");
   const nerf::Grid g = make_grid(bits, centre, half);
   const int64_t R = origins.size(0);
+  TORCH_CHECK(origins.dim() == 2 && origins.size(1) == 3 && dirs.dim() == 2 && dirs.size(0) == R && dirs.size(1) == 3 &&
+                  near.dim() == 1 && near.numel() == R && far.dim() == 1 && far.numel() == R,
+              "rays must be origins, dirs (R, 3) and near, far (R)");
+  for (const at::Tensor* t : {&origins, &dirs, &near, &far})
+    TORCH_CHECK(t->device().is_cpu() && t->is_contiguous(), "rays must be contiguous CPU tensors");
+  TORCH_CHECK(std::isfinite(dt_min) && dt_min > 0 && dt_max >= dt_min && std::isfinite(cone) && cone >= 0,
+              "need 0 < dt_min <= dt_max and cone >= 0");
+  TORCH_CHECK(at::isfinite(origins).all().item<bool>() && at::isfinite(dirs).all().item<bool>() &&
+                  !at::isnan(near).any().item<bool>() && !at::isnan(far).any().item<bool>(),
+              "ray origins and directions must be finite, near and far not NaN");
   const double *op = origins.data_ptr<double>(), *dp = dirs.data_ptr<double>(), *np = near.data_ptr<double>(),
                *fp = far.data_ptr<double>();
   const uint8_t* bp = bits.data_ptr<uint8_t>();

@@ -31,7 +31,7 @@ NERF_HD void cell_corners(const S* x, const Level& lv, int64_t table_size, int64
   S f[3];
   bool inside[3];
   for (int d = 0; d < 3; ++d) {
-    const S xc = x[d] < S(0) ? S(0) : (x[d] > S(1) ? S(1) : x[d]);
+    const S xc = !(x[d] > S(0)) ? S(0) : (x[d] > S(1) ? S(1) : x[d]);  // NaN → 0: never an index outside the table
     inside[d] = x[d] > S(0) && x[d] < S(1);
     const S pos = xc * S(lv.scale) + S(0.5);
     const S cell = floor(pos);

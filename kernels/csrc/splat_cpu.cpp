@@ -78,6 +78,8 @@ std::vector<at::Tensor> project_fwd(const at::Tensor& means, const at::Tensor& q
                                     double near_plane, double far_plane, double eps2d, bool antialiased) {
   check(means, "means", 2); check(quats, "quats", 2); check(log_scales, "log_scales", 2);
   const int64_t N = means.size(0);
+  check_shape(means, "means", N, {3}); check_shape(quats, "quats", N, {4}); check_shape(log_scales, "log_scales", N, {3});
+  check_same_dtype(quats, means, "quats"); check_same_dtype(log_scales, means, "log_scales");
   Camera cam = make_camera(viewmat, K, width, height, near_plane, far_plane, eps2d, antialiased);
   auto opts = means.options();
   at::Tensor means2d = alloc({N, 2}, opts), conics = alloc({N, 3}, opts), depths = alloc({N}, opts),
@@ -104,8 +106,14 @@ std::vector<at::Tensor> project_bwd(const at::Tensor& means, const at::Tensor& q
                                     double near_plane, double far_plane, double eps2d, bool antialiased,
                                     const at::Tensor& radii, const at::Tensor& v_means2d, const at::Tensor& v_conics,
                                     const at::Tensor& v_depths, const at::Tensor& v_comp, bool viewmat_grad) {
-  for (auto* t : {&v_means2d, &v_conics, &v_depths, &v_comp, &radii}) check(*t, "gradient", -1);
+  for (auto* t : {&means, &quats, &log_scales, &v_means2d, &v_conics, &v_depths, &v_comp, &radii})
+    check(*t, "projection input", -1);
   const int64_t N = means.size(0);
+  check_shape(means, "means", N, {3}); check_shape(quats, "quats", N, {4}); check_shape(log_scales, "log_scales", N, {3});
+  check_shape(radii, "radii", N, {}); check_shape(v_means2d, "v_means2d", N, {2});
+  check_shape(v_conics, "v_conics", N, {3}); check_shape(v_depths, "v_depths", N, {}); check_shape(v_comp, "v_comp", N, {});
+  TORCH_CHECK(radii.scalar_type() == at::kInt, "radii must be int32");
+  for (auto* t : {&quats, &log_scales, &v_means2d, &v_conics, &v_depths, &v_comp}) check_same_dtype(*t, means, "gradient");
   Camera cam = make_camera(viewmat, K, width, height, near_plane, far_plane, eps2d, antialiased);
   auto opts = means.options();
   at::Tensor v_means = alloc({N, 3}, opts), v_quats = alloc({N, 4}, opts), v_ls = alloc({N, 3}, opts);
@@ -145,6 +153,8 @@ std::vector<at::Tensor> project_bwd(const at::Tensor& means, const at::Tensor& q
 at::Tensor sh_fwd(const at::Tensor& coeffs, const at::Tensor& means, const at::Tensor& campos, int64_t degree) {
   check(coeffs, "coeffs", 3); check(means, "means", 2);
   const int64_t N = coeffs.size(0), K = coeffs.size(1);
+  check_shape(coeffs, "coeffs", N, {-1, 3}); check_shape(means, "means", N, {3}); check_same_dtype(means, coeffs, "means");
+  TORCH_CHECK(campos.numel() == 3, "campos must have 3 values");
   TORCH_CHECK(degree >= 0 && degree <= 3 && K >= (degree + 1) * (degree + 1), "bad SH degree/coefficients");
   at::Tensor colors = alloc({N, 3}, coeffs.options());
   AT_DISPATCH_FLOATING_TYPES(coeffs.scalar_type(), "sh_fwd", [&] {
@@ -161,8 +171,12 @@ at::Tensor sh_fwd(const at::Tensor& coeffs, const at::Tensor& means, const at::T
 
 std::vector<at::Tensor> sh_bwd(const at::Tensor& coeffs, const at::Tensor& means, const at::Tensor& campos,
                                int64_t degree, const at::Tensor& v_colors) {
-  check(v_colors, "v_colors", 2);
+  check(coeffs, "coeffs", 3); check(means, "means", 2); check(v_colors, "v_colors", 2);
   const int64_t N = coeffs.size(0), K = coeffs.size(1);
+  TORCH_CHECK(degree >= 0 && degree <= 3 && K >= (degree + 1) * (degree + 1), "bad SH degree/coefficients");
+  check_shape(means, "means", N, {3}); check_shape(v_colors, "v_colors", N, {3}); check_shape(coeffs, "coeffs", N, {-1, 3});
+  check_same_dtype(means, coeffs, "means"); check_same_dtype(v_colors, coeffs, "v_colors");
+  TORCH_CHECK(campos.numel() == 3, "campos must have 3 values");
   at::Tensor v_coeffs = alloc({N, K, 3}, coeffs.options()), v_means = alloc({N, 3}, coeffs.options());
   at::Tensor v_campos = at::zeros({3}, coeffs.options());
   AT_DISPATCH_FLOATING_TYPES(coeffs.scalar_type(), "sh_bwd", [&] {
@@ -187,6 +201,10 @@ std::vector<at::Tensor> bin_gaussians(const at::Tensor& means2d, const at::Tenso
                                       int64_t width, int64_t height) {
   check(means2d, "means2d", 2); check(radii, "radii", 1); check(depths, "depths", 1);
   const int64_t N = means2d.size(0);
+  check_image_size(width, height);
+  check_shape(means2d, "means2d", N, {2}); check_shape(radii, "radii", N, {}); check_shape(depths, "depths", N, {});
+  TORCH_CHECK(radii.scalar_type() == at::kInt, "radii must be int32");
+  check_same_dtype(depths, means2d, "depths");
   const int tiles_x = int((width + TILE - 1) / TILE), tiles_y = int((height + TILE - 1) / TILE);
   const int64_t T_count = int64_t(tiles_x) * tiles_y;
   std::vector<int> rects(4 * N);
@@ -490,6 +508,28 @@ void raster_bwd_impl(const T* means2d, const T* conics, const T* colors, const T
   });
 }
 
+void check_raster_inputs(const at::Tensor& means2d, const at::Tensor& conics, const at::Tensor& colors,
+                         const at::Tensor& opacities, const at::Tensor& depths, const at::Tensor& background,
+                         const at::Tensor& tile_offsets, const at::Tensor& ids, int64_t width, int64_t height) {
+  check_image_size(width, height);
+  const int64_t N = means2d.size(0);
+  check_shape(means2d, "means2d", N, {2}); check_shape(conics, "conics", N, {3});
+  TORCH_CHECK(colors.dim() == 2 && colors.size(0) == N && colors.size(1) >= 1 && colors.size(1) <= 4,
+              "colors must be (N, 1..4)");
+  check_shape(opacities, "opacities", N, {}); check_shape(depths, "depths", N, {});
+  TORCH_CHECK(background.numel() == colors.size(1), "background must have one value per colour channel");
+  for (auto* t : {&conics, &colors, &opacities, &depths, &background}) check_same_dtype(*t, means2d, "raster input");
+  const int64_t tiles = ((width + TILE - 1) / TILE) * ((height + TILE - 1) / TILE), M = ids.numel();
+  check_shape(tile_offsets, "tile_offsets", tiles + 1, {});
+  TORCH_CHECK(tile_offsets.scalar_type() == at::kLong && ids.scalar_type() == at::kInt && ids.dim() == 1,
+              "tile_offsets must be int64 and ids int32");
+  const int64_t* to = tile_offsets.data_ptr<int64_t>();
+  TORCH_CHECK(to[0] == 0 && to[tiles] == M, "tile_offsets must run from 0 to the number of ids");
+  for (int64_t t = 0; t < tiles; ++t) TORCH_CHECK(to[t] <= to[t + 1], "tile_offsets must not decrease");
+  const int32_t* ip = ids.data_ptr<int32_t>();
+  for (int64_t i = 0; i < M; ++i) TORCH_CHECK(ip[i] >= 0 && ip[i] < N, "ids out of range");
+}
+
 }  // namespace
 
 std::vector<at::Tensor> raster_fwd(const at::Tensor& means2d, const at::Tensor& conics, const at::Tensor& colors,
@@ -498,8 +538,8 @@ std::vector<at::Tensor> raster_fwd(const at::Tensor& means2d, const at::Tensor& 
                                    int64_t height) {
   for (auto* t : {&means2d, &conics, &colors, &opacities, &depths, &background, &tile_offsets, &ids})
     check(*t, "rasterize input", -1);
+  check_raster_inputs(means2d, conics, colors, opacities, depths, background, tile_offsets, ids, width, height);
   const int64_t C = colors.size(1);
-  TORCH_CHECK(C >= 1 && C <= 4, "colors must have 1 to 4 channels");
   auto opts = colors.options();
   at::Tensor rgb = alloc({height, width, C}, opts), alpha = alloc({height, width}, opts),
              depth = alloc({height, width}, opts), last = alloc({height, width}, opts.dtype(at::kInt));
@@ -528,7 +568,26 @@ std::vector<at::Tensor> raster_bwd(const at::Tensor& means2d, const at::Tensor& 
                                    const at::Tensor& g_inters, int64_t width, int64_t height, const at::Tensor& alpha,
                                    const at::Tensor& last, const at::Tensor& v_rgb, const at::Tensor& v_alpha,
                                    const at::Tensor& v_depth, bool want_absgrad) {
-  for (auto* t : {&alpha, &last, &v_rgb, &v_alpha, &v_depth, &g_offsets, &g_inters}) check(*t, "rasterize input", -1);
+  for (auto* t : {&means2d, &conics, &colors, &opacities, &depths, &background, &tile_offsets, &ids, &alpha, &last,
+                  &v_rgb, &v_alpha, &v_depth, &g_offsets, &g_inters})
+    check(*t, "rasterize input", -1);
+  check_raster_inputs(means2d, conics, colors, opacities, depths, background, tile_offsets, ids, width, height);
+  check_shape(alpha, "alpha", height, {width}); check_shape(last, "last", height, {width});
+  check_shape(v_rgb, "v_rgb", height, {width, colors.size(1)}); check_shape(v_alpha, "v_alpha", height, {width});
+  check_shape(v_depth, "v_depth", height, {width});
+  TORCH_CHECK(last.scalar_type() == at::kInt, "last must be int32");
+  for (auto* t : {&alpha, &v_rgb, &v_alpha, &v_depth}) check_same_dtype(*t, colors, "image gradient");
+  check_shape(g_offsets, "g_offsets", means2d.size(0) + 1, {}); check_shape(g_inters, "g_inters", ids.size(0), {});
+  TORCH_CHECK(g_offsets.scalar_type() == at::kLong && g_inters.scalar_type() == at::kLong,
+              "g_offsets and g_inters must be int64");
+  {
+    const int64_t* go = g_offsets.data_ptr<int64_t>();
+    const int64_t* gi = g_inters.data_ptr<int64_t>();
+    const int64_t N = means2d.size(0), M = ids.size(0);
+    TORCH_CHECK(go[0] == 0 && go[N] == M, "g_offsets must run from 0 to the number of intersections");
+    for (int64_t g = 0; g < N; ++g) TORCH_CHECK(go[g] <= go[g + 1], "g_offsets must not decrease");
+    for (int64_t i = 0; i < M; ++i) TORCH_CHECK(gi[i] >= 0 && gi[i] < M, "g_inters out of range");
+  }
   const bool ad = v_alpha.ne(0).any().item<bool>() || v_depth.ne(0).any().item<bool>();
   const int64_t N = means2d.size(0), C = colors.size(1), M = ids.size(0);
   auto opts = colors.options();
