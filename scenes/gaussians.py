@@ -136,6 +136,8 @@ def load_ply(path: str | os.PathLike) -> dict[str, Tensor]:
     if missing:
         raise InputError(path, f"not a Gaussian-splat PLY: missing properties {', '.join(missing)}")
     n_rest = len([k for k in v if k.startswith("f_rest_")])
+    if any(f"f_rest_{i}" not in v for i in range(n_rest)):
+        raise InputError(path, f"f_rest properties are not numbered 0..{n_rest - 1}")
     K1 = n_rest // 3
     if n_rest % 3 or int(round(math.sqrt(K1 + 1))) ** 2 != K1 + 1 or int(round(math.sqrt(K1 + 1))) - 1 > 3:
         raise InputError(path, f"{n_rest} f_rest properties do not match an SH degree 0..3")

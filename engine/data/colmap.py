@@ -132,6 +132,20 @@ class _Reader:
         return n
 
 
+def _checked(reader):
+    """A binary reader whose values, not only its lengths, can be garbage (ids past int64, counts
+    that do not fit): anything it raises on such a file is the file's fault, said in one line."""
+    import functools
+
+    @functools.wraps(reader)
+    def read(path: Path):
+        try:
+            return reader(path)
+        except (OverflowError, ValueError, MemoryError, struct.error) as e:
+            raise InputError(path, f"corrupt COLMAP file ({e.__class__.__name__}: {str(e)[:80]})") from None
+    return read
+
+
 def _model_name(model_id: int, path: Path) -> tuple[str, int]:
     if model_id in CAMERA_MODELS:
         return CAMERA_MODELS[model_id]
@@ -139,6 +153,7 @@ def _model_name(model_id: int, path: Path) -> tuple[str, int]:
                            f"(supported: {', '.join(n for n, _ in CAMERA_MODELS.values())})")
 
 
+@_checked
 def _read_cameras_bin(path: Path) -> dict[int, ColmapCamera]:
     r, cams = _Reader(path), {}
     for _ in range(r.count("camera")):
@@ -148,6 +163,7 @@ def _read_cameras_bin(path: Path) -> dict[int, ColmapCamera]:
     return cams
 
 
+@_checked
 def _read_images_bin(path: Path) -> dict[int, ColmapImage]:
     r, images = _Reader(path), {}
     pt = np.dtype([("x", "<f8"), ("y", "<f8"), ("id", "<i8")])
@@ -161,6 +177,7 @@ def _read_images_bin(path: Path) -> dict[int, ColmapImage]:
     return images
 
 
+@_checked
 def _read_points_bin(path: Path) -> ColmapPoints:
     r = _Reader(path)
     n = r.count("point")

@@ -1,4 +1,5 @@
-"""Minimal PLY vertex I/O (binary little-endian and ASCII) for point clouds."""
+"""PLY files: one checked header parser, vertices (ASCII or binary of either byte order), mesh faces
+checked against the vertex count before any mesh reader sees them, and point clouds written."""
 from __future__ import annotations
 
 import os
@@ -12,16 +13,14 @@ from engine.io import atomic_path
 _TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",
           "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
           "float": "f4", "float32": "f4", "double": "f8", "float64": "f8"}
-
-
 _FORMATS = ("ascii", "binary_little_endian", "binary_big_endian")
 MAX_COUNT = 1 << 31
 
 
 def _header(f, path: Path) -> tuple[str, list[tuple[str, int, list[tuple[str, str]]]]]:
     """Parse a PLY header: (format, [(element, count, [(property, type)])]), a list's type being
-    'list:<count type>:<index type>'. Every count
-    and type is checked here, so nothing downstream sees a negative, huge or non-numeric one."""
+    'list:<count type>:<index type>'. Every count and type is checked here, so nothing downstream
+    sees a negative, huge or non-numeric one."""
     if f.readline().strip() != b"ply":
         raise InputError(path, "not a PLY file (no 'ply' magic line)")
     fmt, elements = None, []
@@ -48,10 +47,12 @@ def _header(f, path: Path) -> tuple[str, list[tuple[str, int, list[tuple[str, st
             count = int(words[2])
             if count > MAX_COUNT:
                 raise InputError(path, f"implausible PLY element count {count}")
+            if words[1] in (e[0] for e in elements):
+                raise InputError(path, f"PLY element {words[1]!r} appears twice")
             elements.append((words[1], count, []))
         elif words[0] == "property":
-            if not elements or len(words) < 3:
-                raise bad
+            if not elements or len(words) < 3 or words[-1] in (n for n, _ in elements[-1][2]):
+                raise bad  # a property outside an element, or one named twice
             if words[1] == "list":
                 if len(words) != 5 or words[2] not in _TYPES or words[3] not in _TYPES:
                     raise bad
