@@ -182,6 +182,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return state
 
 
+def write_png(img, path: str | os.PathLike) -> None:
+    """An (H, W[, C]) uint8 or uint16 image as PNG, written atomically."""
+    from PIL import Image
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(img).save(tmp, format="PNG")
+
+
 def write_mp4(path: str | os.PathLike, images, fps: float = 30.0) -> int:
     """H.264 video of (H, W, 3) uint8 images, written atomically; odd sizes are cropped to even
     (4:2:0 needs them). Returns the number of frames."""

@@ -190,12 +190,9 @@ class OffscreenView:
 
 
 def save_png(img: np.ndarray, path) -> None:
-    from PIL import Image
+    from engine.io import write_png
 
-    from engine.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        Image.fromarray(img).save(tmp, format="PNG")
+    write_png(img, path)
 
 
 def draw_keypoints(img: np.ndarray, keypoints: np.ndarray, skeleton: np.ndarray, scale: float = 1.0,

@@ -256,8 +256,6 @@ class Nerf(ReconstructionMethod):
         out = out or source / "exports" / "mesh.ply"
         if out.suffix.lower() not in (".ply", ".obj", ".glb", ".off", ".stl"):
             raise InputError(out, "a mesh is written as .ply, .obj, .glb, .off or .stl")
-        if not 8 <= options.mesh_resolution <= 1024:
-            raise InputError(None, "--mesh-resolution must be between 8 and 1024")
         model = NerfModel.from_checkpoint(ckpt, source / "checkpoints" / "last.pt")
         info = export_mesh(model, out, options.mesh_resolution, options.mesh_threshold)
         return f"wrote {out} ({info['vertices']:,} vertices, {info['faces']:,} faces)"

@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.io import write_png
+
 LPIPS_NOTE = "not computed: its backbone weights are not available locally"
 
 
@@ -14,15 +16,6 @@ def evenly_spaced(items: list, n: int | None) -> list:
     if not n or len(items) <= n:
         return list(items)
     return [items[round(i * (len(items) - 1) / max(n - 1, 1))] for i in range(n)]
-
-
-def _png(img: np.ndarray, path: Path) -> None:
-    from PIL import Image
-
-    from engine.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        Image.fromarray(img).save(tmp, format="PNG")
 
 
 def to_u8(rgb: torch.Tensor) -> np.ndarray:
@@ -34,7 +27,7 @@ def depth_png(out, path: Path) -> None:
     depth = out.surface_depth().cpu().numpy()
     valid = out.alpha.cpu().numpy() > 0.5
     lo, hi = (np.percentile(depth[valid], [1, 99]) if valid.any() else (0.0, 1.0))
-    _png((np.clip((depth - lo) / max(hi - lo, 1e-9), 0, 1) * 65535 * valid).astype(np.uint16), path)
+    write_png((np.clip((depth - lo) / max(hi - lo, 1e-9), 0, 1) * 65535 * valid).astype(np.uint16), path)
 
 
 @torch.no_grad()
@@ -54,7 +47,7 @@ def evaluate(method, run, views: int | None = None, depth_maps: int = 8) -> dict
         gt = torch.as_tensor(target(), dtype=torch.float32)
         ps.append(psnr(rgb, gt))
         ss.append(float(ssim(rgb, gt)))
-        _png(to_u8(rgb), run.path("renders", "test", f"{n:04d}.png"))
+        write_png(to_u8(rgb), run.path("renders", "test", f"{n:04d}.png"))
         if n < depth_maps and out.depth is not None:
             depth_png(out, run.path("renders", "depth", f"{n:04d}.png"))
     return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "views": len(test), "lpips": None,
