@@ -16,5 +16,10 @@ def progress() -> Progress:
 
 
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterable[T]:
+    """Iterate with a progress bar; each item also ticks the thread governor (`engine.threads`)."""
+    from engine.threads import tick
+
     with progress() as p:
-        yield from p.track(items, total=total, description=description)
+        for item in p.track(items, total=total, description=description):
+            tick()
+            yield item

@@ -12,12 +12,12 @@ from tests.conftest import REPO
 PACKAGES = ("engine", "kernels", "scenes", "viewer")
 # bottom to top; a module may import its own layer and those below
 LAYERS = [
-    ("data", ("engine._version", "engine.errors", "engine.io", "engine.progress", "engine.runs", "engine.data",
-              "engine.cameras")),
+    ("data", ("engine._version", "engine.errors", "engine.io", "engine.progress", "engine.threads", "engine.runs",
+              "engine.data", "engine.cameras")),
     ("kernels", ("kernels",)),
     ("scenes", ("scenes",)),
     ("rendering", ("engine.rendering",)),
-    ("training", ("engine.losses", "engine.strategies", "engine.sfm", "engine.body_", "engine.training",
+    ("training", ("engine.losses", "engine.strategies", "engine.sfm", "engine.body_", "engine.train_bench", "engine.training",
                   "engine.methods", "engine.registry")),
     ("viewer", ("viewer",)),
     ("jobs", ("engine.jobs", "engine.cli", "engine")),

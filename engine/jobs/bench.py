@@ -334,12 +334,81 @@ class BenchBody:
 
 
 @dataclass
+class BenchTrain:
+    """Training steps per second of Gaussians and NeRF on lego, on an idle CPU and (--with-load)
+    beside one busy process: governed threads against one thread and against all threads fixed."""
+
+    methods: tuple[Literal["gaussians", "nerf"], ...] = ("gaussians", "nerf")
+    data: Path = Path("../shared/data/lego")
+    gaussians_downscale: float = 2.0
+    """lego at 400×400, as in docs/BENCHMARKS.md."""
+    nerf_downscale: float = 4.0
+    """lego at 200×200, as in docs/BENCHMARKS.md."""
+    seconds: float = 20.0
+    """Timed seconds per phase."""
+    warmup: int = 20
+    """Steps before the phases; every phase starts from the state they leave."""
+    with_load: bool = False
+    """Also time each method beside a busy process (`yes > /dev/null` in its own session)."""
+    json: Optional[Path] = None
+    seed: int = 0
+    debug: bool = False
+
+    def check(self) -> None:
+        from engine.training.options import finite
+
+        check_option(finite(self.seconds) and 1 <= self.seconds <= 3600, "seconds", self.seconds, "must be 1 to 3600")
+        check_option(0 <= self.warmup <= 100_000, "warmup", self.warmup, "must be 0 to 100000")
+        for name in ("gaussians_downscale", "nerf_downscale"):
+            v = getattr(self, name)
+            check_option(finite(v) and 0 < v <= 256, name, v, "must be a number above 0 and at most 256")
+        check_option(self.seed >= 0, "seed", self.seed, "must be 0 or more")
+
+    def run(self) -> None:
+        import torch
+        from rich.table import Table
+
+        from engine.data import load_dataset
+        from engine.io import atomic_write_json
+        from engine.progress import console, progress
+        from engine.registry import KINDS
+        from engine.train_bench import PHASES, run_bench
+
+        records = []
+        table = Table(title=f"training steps/s, {torch.get_num_threads()} threads at most, {self.seconds:g} s a phase")
+        for col in ("method", "image", "CPU", "threads", "steps/s", "of idle", "threads at end"):
+            table.add_column(col)
+        for name in self.methods:
+            kind = KINDS[name]
+            ds = self.gaussians_downscale if name == "gaussians" else self.nerf_downscale
+            cfg = kind.config(data=self.data, downscale=ds, max_steps=100_000, seed=self.seed)
+            dataset = load_dataset(self.data, downscale=ds)
+            method = kind.method_class()(cfg, device="cpu", dataset=dataset)
+            method.prepare()
+            i = dataset.frames[0].intrinsics
+            with progress() as p:
+                task = p.add_task(f"timing {name}", total=len(PHASES) if self.with_load else 1)
+                recs = run_bench(method, PHASES, self.seconds, self.warmup, self.with_load, lambda: p.advance(task))
+            idle = recs[0]["steps_per_second"]
+            for r in recs:
+                r.update(method=name, image=f"{i.width}x{i.height}", of_idle=r["steps_per_second"] / idle)
+                table.add_row(name, r["image"], r["load"], r["threads"], f"{r['steps_per_second']:.2f}",
+                              f"{100 * r['of_idle']:.0f}%", str(r["threads_at_end"]))
+            records += recs
+        console.print(table)
+        if self.json:
+            atomic_write_json(self.json, records)
+            console.print(f"wrote {self.json}")
+
+
+@dataclass
 class BenchJob:
     """Benchmarks: print a table and, with --json, write the records."""
 
     case: tyro.conf.OmitSubcommandPrefixes[Union[Annotated[BenchRaster, tyro.conf.subcommand("raster")],
                                                  Annotated[BenchSfm, tyro.conf.subcommand("sfm")],
-                                                 Annotated[BenchBody, tyro.conf.subcommand("body")]]]
+                                                 Annotated[BenchBody, tyro.conf.subcommand("body")],
+                                                 Annotated[BenchTrain, tyro.conf.subcommand("train")]]]
 
     def check(self) -> None:
         if hasattr(self.case, "check"):

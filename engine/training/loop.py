@@ -94,6 +94,7 @@ class TrainingLoop:
     # ------------------------------------------------------------------ training
     def train(self) -> None:
         from engine.progress import progress
+        from engine.threads import tick
 
         cfg, method = self.cfg, self.method
         method.prepare()
@@ -108,6 +109,7 @@ class TrainingLoop:
                 step = self.step + 1
                 if cfg.kill_at_step is not None and step == cfg.kill_at_step:
                     os.kill(os.getpid(), signal.SIGKILL)
+                threads = tick()
                 t0 = time.perf_counter()
                 scalars = method.train_step(step, self.fraction)
                 self.step = step
@@ -115,6 +117,7 @@ class TrainingLoop:
                 if step % LOG_EVERY == 0 or step == cfg.max_steps:
                     values = {k: float(v) for k, v in scalars.items()}
                     values["step_seconds"] = (self.train_seconds - last[1]) / max(step - last[0], 1)
+                    values["threads"] = threads
                     last = (step, self.train_seconds)
                     self.curves.add(step, values)
                     bar.update(task, completed=step, description=f"training  {method.describe(values)}")
