@@ -219,6 +219,18 @@ def _export_undistorted(rec, sparse: Path, images_dir: Path, out: Path) -> None:
 
 
 
+def colmap_camera(K) -> tuple:
+    """COLMAP's model and parameters for our `Intrinsics` (each of our models is one of COLMAP's)."""
+    import pycolmap
+
+    if K.model == "PINHOLE":
+        return pycolmap.CameraModelId.PINHOLE, [K.fx, K.fy, K.cx, K.cy]
+    if K.model == "SIMPLE_RADIAL" and K.fx == K.fy:
+        return pycolmap.CameraModelId.SIMPLE_RADIAL, [K.fx, K.cx, K.cy, *K.dist]
+    dist = K.dist if K.model == "OPENCV" else (K.dist[0], 0.0, 0.0, 0.0)  # SIMPLE_RADIAL with fx ≠ fy
+    return pycolmap.CameraModelId.OPENCV, [K.fx, K.fy, K.cx, K.cy, *dist]
+
+
 def triangulate_known_poses(scene, threads: int = 1, max_features: int = 8192,
                             seed: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
     """SfM points for a posed dataset that ships none (LLFF, nerfstudio without a point cloud):
@@ -269,15 +281,10 @@ def triangulate_known_poses(scene, threads: int = 1, max_features: int = 8192,
         for im in database.read_all_images():
             f = names[im.name]
             cam = cameras[im.camera_id]
-            # the dataset's intrinsics, whatever the reader guessed; distortion only in COLMAP's own models
-            K = f.intrinsics
-            if K.model == "PINHOLE":
-                cam.model, cam.params = pycolmap.CameraModelId.PINHOLE, [K.fx, K.fy, K.cx, K.cy]
-            elif K.model == "SIMPLE_RADIAL" and K.fx == K.fy:
-                cam.model, cam.params = pycolmap.CameraModelId.SIMPLE_RADIAL, [K.fx, K.cx, K.cy, *K.dist]
-            else:
-                cam.model, cam.params = pycolmap.CameraModelId.OPENCV, [K.fx, K.fy, K.cx, K.cy,
-                                                                        *(K.dist or (0.0, 0.0, 0.0, 0.0))]
+            # the dataset's intrinsics, whatever the reader guessed, in the database too: triangulation
+            # checks that the reconstruction's cameras are the database's
+            cam.model, cam.params = colmap_camera(f.intrinsics)
+            database.update_camera(cam)
             rec.add_camera_with_trivial_rig(cam)
             w2c = np.linalg.inv(f.c2w)
             rec.add_image_with_trivial_frame(im, pycolmap.Rigid3d(pycolmap.Rotation3d(w2c[:3, :3]), w2c[:3, 3]))

@@ -122,8 +122,8 @@ def set_top(key, value, name="transforms_train.json"):
     return lambda root: edit_json(root / name, lambda d: d.__setitem__(key, value))
 
 
-def drop_top(key, name="transforms_train.json"):
-    return lambda root: edit_json(root / name, lambda d: d.pop(key))
+def drop_top(key, name="transforms_train.json", *more):
+    return lambda root: edit_json(root / name, lambda d: [d.pop(k, None) for k in (key, *more)])
 
 
 def truncate(name: str, frac: float):
@@ -185,7 +185,7 @@ DATASET_CASES = [
     ("ns-width-string", nerfstudio, set_top("w", "eight", "transforms.json"), ["transforms.json", "'w'"]),
     ("ns-width-huge", nerfstudio, set_top("w", 1e300, "transforms.json"), ["transforms.json", "'w'"]),
     ("ns-focal-inf", nerfstudio, set_top("fl_x", float("inf"), "transforms.json"), ["transforms.json", "fl_x"]),
-    ("ns-focal-missing", nerfstudio, drop_top("fl_x", "transforms.json"), ["transforms.json", "fl_x"]),
+    ("ns-focal-missing", nerfstudio, drop_top("fl_x", "transforms.json", "fl_y"), ["transforms.json", "fl_x"]),
     ("ns-model-list", nerfstudio, set_top("camera_model", ["OPENCV"], "transforms.json"), ["transforms.json"]),
     ("ns-split-int", nerfstudio, set_top("train_filenames", 5, "transforms.json"), ["transforms.json"]),
     ("ns-split-ints", nerfstudio, set_top("train_filenames", [1, 2], "transforms.json"), ["transforms.json"]),

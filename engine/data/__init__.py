@@ -32,12 +32,14 @@ def detect_format(path: Path) -> str:
 
 
 def load_dataset(path: Path, fmt: str = "auto", downscale: float | None = None,
-               background=(1.0, 1.0, 1.0)) -> Dataset:
+                 background=(1.0, 1.0, 1.0), strict: bool = False) -> Dataset:
     """Load any supported dataset, downscaled by `downscale` (cached copies outside it).
 
     None keeps the images as stored; for LLFF, whose poses describe full-resolution photos
     that are rarely distributed, None means the largest images_N folder and a number is
-    relative to the full resolution (the literature's "fern at factor 8" is 504×378).
+    relative to the full resolution (the literature's "fern at factor 8" is 504×378). `strict`
+    refuses a transforms.json listing frames whose image is missing (else they are skipped, with
+    a line in `Dataset.warnings`).
     """
     from engine.data.blender import load_blender
     from engine.data.colmap import load_colmap
@@ -53,7 +55,7 @@ def load_dataset(path: Path, fmt: str = "auto", downscale: float | None = None,
     if fmt == "blender":
         scene = load_blender(path, background=background)
     elif fmt == "nerfstudio":
-        scene = load_nerfstudio(path, background=background)
+        scene = load_nerfstudio(path, background=background, strict=strict)
     elif fmt == "colmap":
         scene = load_colmap(path)
     else:

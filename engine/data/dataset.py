@@ -46,6 +46,7 @@ class Dataset:
     point_colors: np.ndarray | None = None  # (M, 3) uint8
     near_far: np.ndarray | None = None  # (N, 2) per-frame depth bounds when the format has them
     extra: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # what the loader skipped or ignored, for the run's log
 
     def split(self, name: str) -> list[Frame]:
         if name not in self.splits:
@@ -88,6 +89,31 @@ class Dataset:
             frames.append(dataclasses.replace(f, intrinsics=f.intrinsics.scaled(w, h),
                                               downscale=f.downscale * factor))
         return dataclasses.replace(self, frames=frames)
+
+    @property
+    def distorted(self) -> bool:
+        return any(f.intrinsics.has_distortion for f in self.frames)
+
+    def undistorted(self) -> "Dataset":
+        """The same scene seen by pinhole cameras: each distorted photo resampled (copies cached outside
+        the dataset; see `engine.data.undistort`)."""
+        from engine.data.images import downscaled_copy
+        from engine.data.undistort import pinhole_for, undistorted_copy
+        from engine.progress import track
+
+        pinholes: dict[Intrinsics, Intrinsics] = {}
+        frames = []
+        for f in track(self.frames, "undistorting photos"):
+            if not f.intrinsics.has_distortion:
+                frames.append(f)
+                continue
+            try:
+                dst = pinholes.setdefault(f.intrinsics, pinhole_for(f.intrinsics))
+            except ValueError as e:
+                raise InputError(f.image_path, str(e)) from None
+            path = undistorted_copy(downscaled_copy(f.image_path, f.downscale), f.intrinsics, dst)
+            frames.append(dataclasses.replace(f, image_path=path, intrinsics=dst, downscale=1.0))
+        return dataclasses.replace(self, frames=frames, extra=dict(self.extra))
 
     def check_image_sizes(self) -> None:
         """Every image file's header must match its camera's size (one camera, one size).

@@ -18,6 +18,8 @@ class InspectJob:
     format: Literal["auto", "blender", "nerfstudio", "colmap", "llff"] = "auto"
     downscale: Optional[float] = None
     """Downscale factor (LLFF: relative to the full-resolution photos)."""
+    strict: bool = False
+    """Refuse a transforms.json that lists frames whose image is missing."""
     check_images: bool = False
     """Decode every image (slower): finds corrupt files."""
     debug: bool = False
@@ -34,7 +36,9 @@ class InspectJob:
         from engine.data import load_dataset
         from engine.progress import console, track
 
-        scene = load_dataset(self.path, self.format, self.downscale)
+        scene = load_dataset(self.path, self.format, self.downscale, strict=self.strict)
+        for line in scene.warnings:
+            console.print(f"[yellow]warning:[/] {line}", markup=True, highlight=False)
         if self.check_images:
             for i in track(range(len(scene.frames)), "decoding images"):
                 scene.image_rgba(i)
@@ -48,4 +52,9 @@ class InspectJob:
         centers = np.array([f.center for f in scene.frames])
         t.add_row("camera centres", f"min {np.round(centers.min(0), 3).tolist()} max {np.round(centers.max(0), 3).tolist()}")
         t.add_row("points", "none" if scene.points is None else str(len(scene.points)))
+        box = scene.extra.get("scene_box")
+        if box is not None:
+            t.add_row("scene box", f"centre {np.round(box['centre'], 3).tolist()} half-size {box['half'][0]:.3f} "
+                                   f"({'unbounded beyond it' if box['unbounded'] else 'bounded'}; aabb_scale "
+                                   f"{box['aabb_scale']:g})")
         console.print(t)

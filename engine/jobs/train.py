@@ -57,10 +57,12 @@ def run_training(cfg, run=None) -> dict:
     if getattr(cfg, "data", None) is not None:
         from engine.data import load_dataset
 
-        dataset = load_dataset(cfg.data, cfg.format, cfg.downscale)
+        dataset = load_dataset(cfg.data, cfg.format, cfg.downscale, strict=cfg.strict)
     if run is None:
         inputs = [cfg.data] if dataset is not None else []
         run = start_run(f"train-{cfg.kind}", cfg, inputs=inputs, resume=cfg.resume)
+    for line in dataset.warnings if dataset is not None else ():
+        log.warning(line)
     method = KINDS[cfg.kind].method_class()(cfg, device="cpu", dataset=dataset)
     loop = TrainingLoop(method, cfg, run)
     loop.resume()

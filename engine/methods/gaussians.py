@@ -28,6 +28,13 @@ class GaussianSplatting(ReconstructionMethod):
 
         super().__init__(cfg, dataset)
         self.device = device
+        if self.scene.distorted:  # the rasterizer projects pinhole cameras
+            models = sorted({f.intrinsics.model for f in self.scene.frames if f.intrinsics.has_distortion})
+            fx = self.scene.frames[0].intrinsics.fx
+            self.scene = self.scene.undistorted()
+            log.info("undistorted the photos of %s cameras to pinhole ones (focal ×%.3f, no blank pixels) for the "
+                     "Gaussian rasterizer, which projects pinhole cameras; training and test views are the "
+                     "undistorted photos", "/".join(models), self.scene.frames[0].intrinsics.fx / fx)
         scene = self.scene
         self.gen = torch.Generator().manual_seed(cfg.seed)
         bg = cfg.background or ((1.0, 1.0, 1.0) if scene.format == "blender" else (0.0, 0.0, 0.0))

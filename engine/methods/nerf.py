@@ -84,8 +84,12 @@ def train_steps(field: RadianceField, grid: OccupancyGrid, opt, rays: tuple[Tens
 
 
 def scene_box(scene) -> tuple[list[float], list[float], bool]:
-    """Centre, half-size and boundedness: Blender scenes live in ±1.5; captures are unbounded around
-    their cameras' focus."""
+    """Centre, half-size and boundedness: Blender scenes live in ±1.5; a dataset that states its box
+    (instant-ngp's aabb_scale, scale, offset) gets it; other captures are unbounded around their
+    cameras' focus."""
+    box = scene.extra.get("scene_box")
+    if box is not None:
+        return list(box["centre"]), list(box["half"]), bool(box["unbounded"])
     if scene.format == "blender":
         return [0.0, 0.0, 0.0], [1.5, 1.5, 1.5], False
     c2ws = np.stack([f.c2w for f in scene.frames])

@@ -19,7 +19,7 @@ class ReconstructionMethod(Method):
         from engine.data import load_dataset
 
         self.cfg = cfg
-        self.scene = dataset if dataset is not None else load_dataset(cfg.data, cfg.format, cfg.downscale)
+        self.scene = dataset if dataset is not None else load_dataset(cfg.data, cfg.format, cfg.downscale, strict=cfg.strict)
         self.train_idx = self.scene.splits["train"] if "train" in self.scene.splits else []
         self.test_idx = self.scene.splits.get("test", [])
         if not self.train_idx:

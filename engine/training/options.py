@@ -59,6 +59,9 @@ class DatasetOptions:
     format: Literal["auto", "blender", "nerfstudio", "colmap", "llff"] = "auto"
     downscale: Optional[float] = None
     """Image downscale factor (LLFF: relative to the full-resolution photos)."""
+    strict: bool = False
+    """Refuse a transforms.json that lists frames whose image is missing (by default they are
+    skipped with a warning, as instant-ngp does)."""
 
     def check(self) -> None:
         check_option(self.downscale is None or (finite(self.downscale) and 0 < self.downscale <= 256), "downscale",
