@@ -54,6 +54,12 @@ class Cameras:
     def __len__(self) -> int:
         return len(self.intrinsics)
 
+    def scaled(self, factor: float) -> "Cameras":
+        """The same views at `factor` times the resolution (at least 16 pixels a side)."""
+        intr = tuple(i.scaled(max(16, round(i.width * factor)), max(16, round(i.height * factor)))
+                     for i in self.intrinsics)
+        return Cameras(self.c2w, intr)
+
     def __getitem__(self, i) -> "Cameras":
         idx = [i] if isinstance(i, int) else list(range(len(self)))[i] if isinstance(i, slice) else list(i)
         return Cameras(self.c2w[idx], tuple(self.intrinsics[k] for k in idx))

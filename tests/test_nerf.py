@@ -89,8 +89,31 @@ def test_short_nerf_training_on_lego_raises_psnr():
     info = train_steps(field, grid, make_optimizer(field), rays, 150, 1024, dt, bg)
     after = psnr(render_field(field, grid, test, dt, bg).rgb.numpy(), gt)
     print(f"lego ÷8: test PSNR {before:.1f} → {after:.1f} dB in 150 steps, {info['samples_per_ray']:.0f} samples/ray")
-    assert after > before + 8 and after > 20
+    # measured over field seeds 0-7 and 1-2 threads: 19.70-20.81 dB (mean 20.25, σ 0.45); a threshold at
+    # 20 failed CI at random (19.92). 17.5 is 6σ below the mean, and far above an untrained field (~10 dB)
+    assert after > before + 6 and after > 17.5, (before, after)
     assert grid.bits.float().mean() < 0.3  # empty space was found
+
+    # inference renders the same image, querying the field only where the ray still shows: the young
+    # field as it is (translucent), and with an opaque core where rays must stop early
+    from scenes.nerf import render_rays, render_rays_inference
+
+    class Cored(RadianceField):
+        def features(self, x):
+            sigma, geo = super().features(x)
+            return sigma + 200.0 * (x.abs().amax(-1) < 0.4), geo
+
+    o, d = test.rays(0)
+    near, far = torch.full((len(o),), 0.05), torch.full((len(o),), 1e4)
+    for f in (field, Cored([0, 0, 0], [1.5, 1.5, 1.5], cfg=FieldConfig(log2_table=15))):
+        f.load_state_dict(field.state_dict())
+        with torch.no_grad():
+            full = render_rays(f, grid, o, d, near, far, dt, bg)
+            fast = render_rays_inference(f, grid, o, d, near, far, dt, bg, first=4)
+        for k in ("rgb", "opacity", "depth"):
+            assert torch.allclose(full[k], fast[k], atol=2e-5), (k, (full[k] - fast[k]).abs().max())
+        assert fast["samples"] == full["samples"] and fast["queried"] <= full["samples"]
+    assert fast["queried"] < 0.8 * full["samples"], (fast["queried"], full["samples"])
     assert np.isfinite(info["loss"])
 
     # the mesh lies where the photos see the object: its vertices project into the alpha masks of

@@ -12,10 +12,11 @@ NEAR = 0.05  # nearest sample along a ray, in scene units
 
 @torch.no_grad()
 def render_field(field, grid, camera: Cameras, dt: float, background: Tensor, cone: float = 0.0,
-                 chunk: int = 8192) -> RenderOutput:
+                 chunk: int = 1 << 16) -> RenderOutput:
     """One camera's image of a `scenes.nerf.RadianceField` marched through its `OccupancyGrid`,
-    in chunks of rays (inference: no gradients)."""
-    from scenes.nerf import render_rays
+    in chunks of rays, querying only the samples that show (`render_rays_inference`: no gradients,
+    rays retire once opaque)."""
+    from scenes.nerf import render_rays_inference as render_rays
 
     width, height = camera[0].size
     o, d = camera.rays(0)

@@ -3,10 +3,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import logging
+import time
+
 import numpy as np
 import torch
 
 from engine.io import write_png
+
+log = logging.getLogger("lumen3d")
+VIDEO_SHARE = 0.2  # the video may take this part of the training time (at least VIDEO_FLOOR seconds)...
+VIDEO_FLOOR = 30.0
+VIDEO_MIN_SCALE = 0.25  # ...by rendering at down to this part of the photos' resolution
 
 LPIPS_NOTE = "not computed: its backbone weights are not available locally"
 
@@ -41,8 +49,15 @@ def evaluate(method, run, views: int | None = None, depth_maps: int = 8) -> dict
     if not test:
         return {}
     ps, ss = [], []
+    rays, seconds = 0, 0.0
     for n, (camera, target) in enumerate(track(test, "evaluating test views")):
+        t = time.perf_counter()
         out = method.render(camera)
+        seconds += time.perf_counter() - t
+        rays += camera[0].size[0] * camera[0].size[1]
+        if n == 0 and len(test) > 1:
+            log.info("evaluating %d test views: about %.0f s (%.0f rays/s)", len(test), len(test) * seconds,
+                     rays / max(seconds, 1e-9))
         rgb = out.rgb.clamp(0, 1).float().cpu()
         gt = torch.as_tensor(target(), dtype=torch.float32)
         ps.append(psnr(rgb, gt))
@@ -51,17 +66,38 @@ def evaluate(method, run, views: int | None = None, depth_maps: int = 8) -> dict
         if n < depth_maps and out.depth is not None:
             depth_png(out, run.path("renders", "depth", f"{n:04d}.png"))
     return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "views": len(test), "lpips": None,
-            "lpips_note": LPIPS_NOTE}
+            "lpips_note": LPIPS_NOTE, "render_rays_per_second": rays / max(seconds, 1e-9)}
+
+
+def video_scale(cams, rays_per_second: float | None, train_seconds: float) -> float:
+    """Resolution factor that keeps the video within VIDEO_SHARE of the training time (or VIDEO_FLOOR
+    seconds), down to VIDEO_MIN_SCALE; 1 when the render speed is not known."""
+    if not rays_per_second:
+        return 1.0
+    pixels = sum(i.width * i.height for i in cams.intrinsics)
+    budget = max(VIDEO_FLOOR, VIDEO_SHARE * train_seconds)
+    return float(np.clip((budget * rays_per_second / pixels) ** 0.5, VIDEO_MIN_SCALE, 1.0))
 
 
 @torch.no_grad()
-def render_video(method, path: Path, frames: int) -> Path | None:
-    """H.264 of the method's camera path (`video_cameras`)."""
+def render_video(method, path: Path, frames: int, rays_per_second: float | None = None,
+                 train_seconds: float = 0.0) -> Path | None:
+    """H.264 of the method's camera path (`video_cameras`). With the render speed measured in the
+    evaluation, the frames are rendered smaller when the video would otherwise outlast its share of
+    the run (see `video_scale`), and the log says so and how long it will take."""
     from engine.io import write_mp4
     from engine.progress import track
 
     cams = method.video_cameras(frames) if frames > 0 else None
     if cams is None:
         return None
+    scale = video_scale(cams, rays_per_second, train_seconds)
+    if scale < 1:
+        cams = cams.scaled(scale)
+    if rays_per_second:
+        w, h = cams[0].size
+        log.info("rendering the video: %d frames at %dx%d%s, about %.0f s", len(cams), w, h,
+                 f" ({scale:.2f} of the photos' size, to keep it within a share of the run)" if scale < 1 else "",
+                 len(cams) * w * h / rays_per_second)
     write_mp4(path, (to_u8(method.render(cams[i]).rgb) for i in track(range(len(cams)), "rendering video")))
     return path

@@ -137,7 +137,8 @@ class TrainingLoop:
         cfg, method, run = self.cfg, self.method, self.run
         self.curves.close()
         test = evaluate(method, run, cfg.eval_views)
-        video = render_video(method, run.path("renders", "video.mp4"), cfg.video_frames)
+        video = render_video(method, run.path("renders", "video.mp4"), cfg.video_frames,
+                             (test or {}).get("render_rays_per_second"), self.train_seconds)
         exports = method.export(run)
         curves = self.curves.plot(run.path("renders", "curves.png"))
         metrics = {"test": test, "steps": self.step, "train_seconds": self.train_seconds,
