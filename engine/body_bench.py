@@ -1,6 +1,11 @@
 """Synthetic body-fitting benchmark with ground truth: bodies of the open model with random shapes,
-smooth motions within human joint ranges, seen by a 1000 px camera; detector-like keypoints
-(Gaussian noise, dropped points). Scores per-frame and temporal fits with the usual metrics.
+smooth motions within human joint ranges; detector-like keypoints. Scores per-frame and temporal
+fits with the usual metrics, timing `engine.body_fit.fit`, the very call `lumen3d fit-body` makes.
+
+Two protocols: "studio" (the first one: a 1000×1000 camera at f = 1000 px, σ 3 px noise, 10% of
+points dropped) and "street", shaped like a phone video: 1280×720 at f = 1280 px (the job's default
+focal length), people 4–7 m away turning around now and then, and what detectors do besides noise —
+whole frames missed, gross outliers, left and right swapped.
 """
 from __future__ import annotations
 
@@ -18,6 +23,11 @@ EVAL_JOINTS = ("left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
                "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "neck", "head")
 IMAGE = 1000
 FOCAL = 1000.0
+PROTOCOLS = {
+    "studio": dict(width=1000, height=1000, focal=1000.0, depth=(3.0, 5.0)),
+    "street": dict(width=1280, height=720, focal=1280.0, depth=(4.0, 7.0), missed=0.03, outliers=0.02, swaps=0.01,
+                   turns=True),
+}
 
 
 def _motion(names, T: int, fps: float, rng: np.random.Generator) -> np.ndarray:
@@ -87,7 +97,11 @@ def _motion(names, T: int, fps: float, rng: np.random.Generator) -> np.ndarray:
 
 
 def synthetic_sequence(model: BodyModel, priors: BodyPriors, T: int, rng: np.random.Generator, fps: float = 30.0,
-                       noise_px: float = 3.0, dropout: float = 0.1) -> dict:
+                       noise_px: float = 3.0, dropout: float = 0.1, width: int = IMAGE, height: int = IMAGE,
+                       focal: float = FOCAL, depth: tuple[float, float] = (3.0, 5.0), missed: float = 0.0,
+                       outliers: float = 0.0, swaps: float = 0.0, turns: bool = False) -> dict:
+    """A sequence with ground truth. missed: frames with no detection; outliers: points off by
+    σ 40 px; swaps: frames with left and right exchanged; turns: a turn through 180° over 2 s."""
     names = model.joint_names
     S = min(10, model.num_betas)
     betas = np.clip(rng.normal(0, 1, S), -2, 2)
@@ -97,22 +111,38 @@ def synthetic_sequence(model: BodyModel, priors: BodyPriors, T: int, rng: np.ran
     from scipy.spatial.transform import Rotation
 
     yaw = np.radians(rng.uniform(-80, 80) + rng.uniform(-25, 25) * np.sin(2 * math.pi * np.arange(T) / T))
+    if turns and T > 2 * fps:  # turn around somewhere in the sequence, and stay turned
+        at = rng.integers(0, T - int(2 * fps))
+        ramp = np.clip((np.arange(T) - at) / (2 * fps), 0, 1)
+        yaw = yaw + math.pi * (0.5 - 0.5 * np.cos(math.pi * ramp)) * rng.choice([-1, 1])
     facing = Rotation.from_rotvec([math.pi, 0, 0])
     roots = [(facing * Rotation.from_rotvec([rng.normal(0, 0.03), y, rng.normal(0, 0.03)])).as_rotvec() for y in yaw]
     pose[:, 0] = np.array(roots)
-    depth = rng.uniform(3.0, 5.0)
+    depth = rng.uniform(*depth)
     drift = rng.uniform(-0.4, 0.4, 3) * np.array([1, 0, 1])
     transl = np.array([rng.uniform(-0.4, 0.4), 0.2, depth]) + np.linspace(-0.5, 0.5, T)[:, None] * drift
     m = model.to(torch.float64)
     with torch.no_grad():
         j3, k3 = m.joints_and_keypoints(torch.as_tensor(betas).expand(T, S), torch.as_tensor(pose),
                                         torch.as_tensor(transl))
-    K = np.array([[FOCAL, 0, IMAGE / 2], [0, FOCAL, IMAGE / 2], [0, 0, 1]])
+    K = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]])
     uv = project(k3, torch.as_tensor(K).expand(T, 3, 3)).numpy()
     kp = np.concatenate([uv + rng.normal(0, noise_px, uv.shape), rng.uniform(0.5, 1.0, uv.shape[:2] + (1,))], -1)
+    if outliers:
+        bad = rng.random(uv.shape[:2]) < outliers
+        kp[bad, :2] += rng.normal(0, 40.0, (int(bad.sum()), 2))
     kp[rng.random(uv.shape[:2]) < dropout, 2] = 0.0
-    outside = (uv < 0).any(-1) | (uv >= IMAGE).any(-1)
+    if missed:
+        kp[rng.random(T) < missed, :, 2] = 0.0
+    outside = (uv < 0).any(-1) | (uv[..., 0] >= width) | (uv[..., 1] >= height)
     kp[outside, 2] = 0.0
+    if swaps:
+        from engine.data.keypoints import KEYPOINTS
+
+        mirror = [KEYPOINTS.index(n.replace("left", "RIGHT").replace("right", "left").replace("RIGHT", "right"))
+                  for n in KEYPOINTS]
+        flip = rng.random(T) < swaps
+        kp[flip] = kp[flip][:, mirror]
     return {"betas": np.tile(betas, (T, 1)), "pose": pose, "transl": transl, "keypoints": kp, "K": K, "joints": j3.numpy()}
 
 
@@ -139,10 +169,11 @@ def _metrics(model: BodyModel, gt: dict, res, names) -> dict:
     return {"mpjpe": mpjpe * 1000, "pa_mpjpe": pa * 1000, "pve": pve * 1000, "accel": acc * 1000}
 
 
-def run_bench(model: BodyModel, sequences: int, frames: int, seed: int, gmm=None, progress=None) -> dict:
+def run_bench(model: BodyModel, sequences: int, frames: int, seed: int, gmm=None, progress=None,
+              protocol: str = "street") -> dict:
     priors = BodyPriors(model.to(torch.float64), gmm)
     rng = np.random.default_rng(seed)
-    data = [synthetic_sequence(model, priors, frames, rng) for _ in range(sequences)]
+    data = [synthetic_sequence(model, priors, frames, rng, **PROTOCOLS[protocol]) for _ in range(sequences)]
     out = {}
     for mode, temporal in (("per_frame", False), ("temporal", True)):
         cfg = FitConfig(temporal=temporal)

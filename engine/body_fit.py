@@ -162,9 +162,18 @@ class _Energy:
 
 
 def _lbfgs(params: list[Tensor], closure, iterations: int) -> None:
+    """L-BFGS with the thread governor ticking at every evaluation: the fit is thousands of tiny ops,
+    each a barrier where, on a shared CPU, a thread waits for its partner's core (beside one busy
+    process a 2-thread fit fell from 52 to 0.5 frames/s); see `engine.threads`."""
+    from engine.threads import tick
+
+    def ticking():
+        tick()
+        return closure()
+
     opt = torch.optim.LBFGS(params, lr=1.0, max_iter=iterations, history_size=20, line_search_fn="strong_wolfe",
                             tolerance_grad=1e-9, tolerance_change=1e-12)
-    opt.step(closure)
+    opt.step(ticking)
 
 
 def fit(model: BodyModel, keypoints: np.ndarray, K: np.ndarray, cfg: FitConfig | None = None,

@@ -48,3 +48,11 @@ def assert_one_clear_line(r: subprocess.CompletedProcess, expected) -> None:
     for part in expected:
         assert part in lines[0], (part, lines[0])
     assert "Traceback" not in r.stderr
+
+
+def quality(name: str, value: float, op: str, threshold: float) -> None:
+    """Assert a quality figure against its threshold and print it as one `QUALITY` line, so that a run
+    with `-s` lists every quality figure the suite checks (how the thresholds' margins were measured)."""
+    ok = value > threshold if op == ">" else value < threshold
+    print(f"\nQUALITY {name} = {value:.4g} (must be {op} {threshold:g})")
+    assert ok, f"{name} = {value:.4g}, must be {op} {threshold:g}"

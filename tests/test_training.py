@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import run_cli
+from tests.conftest import quality, run_cli
 
 
 class Crash(Exception):
@@ -81,7 +81,8 @@ def test_the_loop_resumes_exactly_and_keeps_its_curves(tmp_path):
     straight = _loop(tmp_path, "a")
     straight.train()
     metrics = straight.finish()
-    assert metrics["steps"] == 40 and metrics["test"]["psnr"] > 25 and metrics["test"]["views"] == 1
+    assert metrics["steps"] == 40 and metrics["test"]["views"] == 1
+    quality("toy method 40 steps: test PSNR dB", metrics["test"]["psnr"], ">", 25)
     assert (tmp_path / "a" / "renders" / "test" / "0000.png").is_file()
     assert (tmp_path / "a" / "renders" / "depth" / "0000.png").is_file()
 

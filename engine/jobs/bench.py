@@ -271,11 +271,17 @@ class BenchSfm:
 @dataclass
 class BenchBody:
     """Body fitting on synthetic sequences with ground truth (the open model, random shapes, smooth
-    motions, a 1000 px camera, keypoint noise σ 3 px and 10% dropped): per-frame against temporal."""
+    motions, keypoint noise σ 3 px and 10% dropped): per-frame against temporal, timing the call
+    `lumen3d fit-body` makes."""
 
     sequences: int = 2
     frames: int = 300
     """Frames per sequence (30 fps)."""
+    protocol: Literal["street", "studio"] = "street"
+    """street: a 1280×720 phone video, people 4–7 m away who turn around, frames missed, outliers and
+    left/right swaps; studio: the first protocol (1000×1000 camera, noise and dropped points only)."""
+    with_load: bool = False
+    """Fit beside a busy process (`yes > /dev/null` in its own session), as on a shared machine."""
     body_model: Optional[Path] = None
     """Benchmark an SMPL-family file instead of the open model."""
     pose_prior: Optional[Path] = None
@@ -310,11 +316,17 @@ class BenchBody:
             from scenes.body_files import load_gmm_prior
 
             gmm = load_gmm_prior(self.pose_prior)
-        with progress() as p:
+        import contextlib
+
+        from engine.train_bench import busy_process
+
+        with progress() as p, busy_process() if self.with_load else contextlib.nullcontext():
             task = p.add_task("fitting", total=2 * self.sequences * 6)
-            res = run_bench(model, self.sequences, self.frames, self.seed, gmm, progress=lambda: p.advance(task))
+            res = run_bench(model, self.sequences, self.frames, self.seed, gmm, progress=lambda: p.advance(task),
+                            protocol=self.protocol)
         pf, tm = res["per_frame"], res["temporal"]
-        table = Table(title=f"body fitting, {self.sequences} × {self.frames} synthetic frames, model {model.name}")
+        table = Table(title=f"body fitting, {self.sequences} × {self.frames} synthetic frames ({self.protocol}"
+                            f"{', beside a busy process' if self.with_load else ''}), model {model.name}")
         for col in ("", "per frame", "temporal"):
             table.add_column(col)
         for key, label in (("pa_mpjpe", "PA-MPJPE mm"), ("mpjpe", "MPJPE mm"), ("pve", "PVE mm"),
@@ -327,7 +339,8 @@ class BenchBody:
                "accel_error": tm["accel"], "accel_error_per_frame_fit": pf["accel"],
                "accel_error_reduction": cut, "frames_per_second": tm["frames_per_second"], "prior": tm["prior"],
                "per_frame": pf, "temporal": tm, "sequences": self.sequences, "frames": self.frames,
-               "model": model.name, "noise_px": 3.0, "dropout": 0.1}
+               "model": model.name, "noise_px": 3.0, "dropout": 0.1, "protocol": self.protocol,
+               "with_load": self.with_load}
         if self.json:
             atomic_write_json(self.json, rec)
             console.print(f"wrote {self.json}")

@@ -58,13 +58,10 @@ class FitBodyJob(RunOptions):
                      "must be 1 or more")
 
     def run(self) -> None:
-        import torch
-
         from engine.body_fit import FitConfig, body_vertices, fit, project
         from engine.data.keypoints import KEYPOINTS, SKELETON, read_keypoints, write_keypoints
         from engine.progress import progress
 
-        torch.set_num_threads(max(1, torch.get_num_threads()))
         if self.input is None:
             raise InputError(None, "give a video, a folder of frames or a photo")
         if not self.input.exists():
