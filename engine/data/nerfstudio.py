@@ -157,10 +157,12 @@ def _listed_frames(meta: dict, root: Path, src: Path, strict: bool,
     if blurry:
         warnings.append(f"{src}: skipped {len(blurry)} frames blurrier than sharpness_discard_threshold × their "
                         "neighbours' sharpness")
-    if len(kept) < max(MIN_FRAMES, (len(entries) + 1) // 2):
+    if (missing or blurry) and len(kept) < max(MIN_FRAMES, (len(entries) + 1) // 2):
         raise InputError(src, f"only {len(kept)} of {len(entries)} listed frames have their image"
-                              f"{' and are sharp enough' if blurry else ''} (first missing: "
-                              f"{missing[0] if missing else 'none'!r}); is this the dataset's folder?")
+                              f"{' and are sharp enough' if blurry else ''}"
+                              f"{f' (first missing: {missing[0]!r})' if missing else ''}; is this the dataset's folder?")
+    if not kept:
+        raise InputError(src, "no frames left (n_frames is 0)")
     return kept
 
 
