@@ -371,16 +371,19 @@ def test_bench_body_writes_the_keys(tmp_path):
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2+ cores")
-def test_fitting_gives_threads_to_a_busy_process(open_model, priors):
+def test_fitting_gives_threads_to_a_busy_process(open_model, priors, monkeypatch):
     """Body fitting is thousands of tiny ops; beside a busy process its 2-thread barriers stalled
     the fit 100× (0.5 frames/s). The governor ticks inside the optimiser and gives the core up."""
     import subprocess
 
+    import engine.threads
     from engine.body_fit import FitConfig, fit
-    from engine.threads import governor
 
-    gov = governor()
-    gov.last = None
+    monkeypatch.delenv("LUMEN3D_THREADS", raising=False)
+    original = torch.get_num_threads()
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    gov = engine.threads.Governor()
+    monkeypatch.setattr(engine.threads, "_governor", gov)
     seen = []
     gt = _synthetic(open_model, priors, 60, seed=1)
     busy = [subprocess.Popen(["sh", "-c", "exec yes > /dev/null"], start_new_session=True)
@@ -391,6 +394,7 @@ def test_fitting_gives_threads_to_a_busy_process(open_model, priors):
         for p in busy:
             p.kill()
             p.wait()
+    torch.set_num_threads(original)
     assert gov.enabled and seen[-1] == 1, (seen, gov.others)
 
 

@@ -25,7 +25,8 @@ def test_the_thread_count_follows_the_cores_others_keep_busy(monkeypatch):
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/stat") or len(os.sched_getaffinity(0)) < 2, reason="needs Linux, 2+ cores")
-def test_busy_processes_take_threads_and_give_them_back():
+def test_busy_processes_take_threads_and_give_them_back(monkeypatch):
+    monkeypatch.delenv("LUMEN3D_THREADS", raising=False)
     original = torch.get_num_threads()  # the suite's own governor may have lowered it
     full = len(os.sched_getaffinity(0))
     torch.set_num_threads(full)
@@ -41,6 +42,8 @@ def test_busy_processes_take_threads_and_give_them_back():
                 x @ x
         return pred()
 
+    work_until(lambda: False, 1.2)  # a baseline reading: the give-back below needs an otherwise idle machine
+    idle = gov.others < 0.3
     n = len(gov.cpus) - 1
     busy = [subprocess.Popen(["sh", "-c", "exec yes > /dev/null"], start_new_session=True) for _ in range(n)]
     try:
@@ -50,9 +53,11 @@ def test_busy_processes_take_threads_and_give_them_back():
         for p in busy:
             p.kill()
             p.wait()
-    assert work_until(lambda: gov.threads == full), (gov.threads, gov.others)
-    assert torch.get_num_threads() == full
+    came_back = work_until(lambda: gov.threads == full)
     torch.set_num_threads(original)
+    if not idle:
+        pytest.skip(f"other processes keep {gov.others:.1f} cores busy: cannot see the threads come back")
+    assert came_back and gov.threads == full, (gov.threads, gov.others)
 
 
 def test_a_pinned_thread_count_is_left_alone(monkeypatch):
