@@ -26,10 +26,10 @@ def distort_image(img: np.ndarray, pinhole: Intrinsics, lens: Intrinsics) -> np.
 def _lens_inside(pinhole: Intrinsics, model: str, dist: tuple[float, ...]) -> Intrinsics:
     """The `model` lens with `dist`, its focal lengths scaled up just enough that everything it sees
     lies inside the pinhole photo (so the synthetic photo has no repeated edges)."""
+    from engine.data.undistort import edge_pixels
+
     w, h = pinhole.width, pinhole.height
-    t = np.linspace(0.0, 1.0, 256)
-    edge = np.concatenate([np.stack([t * w, np.zeros_like(t)], 1), np.stack([t * w, np.full_like(t, h)], 1),
-                           np.stack([np.zeros_like(t), t * h], 1), np.stack([np.full_like(t, w), t * h], 1)])
+    edge = edge_pixels(w, h)
 
     def lens(scale: float) -> Intrinsics:
         return dataclasses.replace(pinhole, fx=pinhole.fx * scale, fy=pinhole.fy * scale, model=model, dist=dist)

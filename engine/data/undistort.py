@@ -12,15 +12,21 @@ import numpy as np
 from engine.data.cameras import Intrinsics
 
 
+def edge_pixels(width: int, height: int, samples: int = 256) -> np.ndarray:
+    """(4·samples, 2) points along the image's border, in pixels."""
+    t = np.linspace(0.0, 1.0, samples)
+    w, h = width, height
+    return np.concatenate([np.stack([t * w, np.zeros_like(t)], 1), np.stack([t * w, np.full_like(t, h)], 1),
+                           np.stack([np.zeros_like(t), t * h], 1), np.stack([np.full_like(t, w), t * h], 1)])
+
+
 def pinhole_for(intr: Intrinsics, samples: int = 256) -> Intrinsics:
     """The pinhole camera of the same size and principal point whose every pixel maps inside the
     distorted photo, as wide as that allows (the largest view with no blank pixels)."""
     if not intr.has_distortion:
         return dataclasses.replace(intr, model="PINHOLE", dist=())
     w, h = intr.width, intr.height
-    t = np.linspace(0.0, 1.0, samples)
-    edge = np.concatenate([np.stack([t * w, np.zeros_like(t)], 1), np.stack([t * w, np.full_like(t, h)], 1),
-                           np.stack([np.zeros_like(t), t * h], 1), np.stack([np.full_like(t, w), t * h], 1)])
+    edge = edge_pixels(w, h, samples)
 
     def inside(scale: float) -> bool:
         xy = (edge - [intr.cx, intr.cy]) / ([intr.fx * scale, intr.fy * scale])
