@@ -122,8 +122,8 @@ def _image(root: Path, rel, src: Path, where: str) -> Path:
 
 def _listed_frames(meta: dict, root: Path, src: Path, strict: bool,
                    warnings: list[str]) -> list[tuple[int, dict, Path]]:
-    """The frames to load, as (index in the file, entry, image path): instant-ngp's n_frames and sharpness rules, then the
-    frames whose image exists (all of them with `strict`)."""
+    """The frames to load, as (index in the file, entry, image path): instant-ngp's n_frames and
+    sharpness rules, then the frames whose image exists (all of them with `strict`)."""
     entries = meta["frames"]
     for k, e in enumerate(entries):
         if not isinstance(e, dict) or "file_path" not in e or "transform_matrix" not in e:
