@@ -66,7 +66,6 @@ class Governor:
         self.enabled = self.max_threads > 1 and os.environ.get("LUMEN3D_THREADS", "auto") == "auto"
         self.last = None
         self.others = 0.0  # cores other processes kept busy in the last period
-        self.changes = 0
 
     def _read(self):
         ticks = _cpu_ticks(self.cpus)
@@ -106,7 +105,6 @@ class Governor:
         if want != self.threads:
             log.info("threads %d → %d: other processes keep %.1f of %d cores busy", self.threads, want, others, n)
             self.threads = want
-            self.changes += 1
             self.torch.set_num_threads(want)
 
 
