@@ -41,7 +41,9 @@ setup(
         "anny>=0.6,<0.7",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100"],
+        # text to 3D with a user's Stable Diffusion folder (weights never come with them)
+        "text": ["diffusers>=0.30", "transformers>=4.40"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "diffusers>=0.30", "transformers>=4.40"],
         # the built-in 2D keypoint detector (BlazePose); it pins numpy<2 and protobuf<5
         "detect": ["mediapipe==0.10.21"],
     },

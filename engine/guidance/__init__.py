@@ -1,0 +1,30 @@
+"""Guidance: what tells a text-to-3D method how its renders should change. A `Guidance` takes a
+batch of renders, the views they were rendered from and the run's progress, and returns a loss
+whose gradient on the renders is the Score Distillation Sampling gradient (DreamFusion).
+
+Parts: `schedule` (timesteps, weightings, the SDS loss form), `prompts` (view-dependent prompts
+and the on-disk cache of text embeddings), `stable_diffusion` (a user's diffusers folder),
+`known_object` (the optimal denoiser of a known object's renders: a guidance whose answer is
+known, for tests and benchmarks). `build_guidance` picks one from a generation config.
+"""
+from __future__ import annotations
+
+from engine.guidance.base import Guidance, GuidanceOutput, Views
+
+__all__ = ["Guidance", "GuidanceOutput", "Views", "build_guidance"]
+
+
+def build_guidance(cfg, device: str = "cpu") -> Guidance:
+    """The guidance a `engine.methods.configs.GenerateConfig` asks for."""
+    from engine.errors import InputError
+
+    if cfg.guidance == "known-object":
+        from engine.guidance.known_object import KnownObjectGuidance
+
+        return KnownObjectGuidance.from_config(cfg, device)
+    if cfg.model is None:
+        raise InputError(None, "no guidance model: pass --model PATH, a Stable Diffusion folder in diffusers' layout "
+                               "(model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)")
+    from engine.guidance.stable_diffusion import StableDiffusionGuidance
+
+    return StableDiffusionGuidance.from_config(cfg, device)
