@@ -149,13 +149,17 @@ def orbit_path(focus: np.ndarray, up: np.ndarray, start: np.ndarray, radius: flo
 def sample_orbit_cameras(n: int, width: int, height: int, generator: torch.Generator,
                          radius: tuple[float, float] = (3.0, 3.5), elevation_deg: tuple[float, float] = (-10, 45),
                          fov_deg: tuple[float, float] = (40, 70), up=(0.0, 0.0, 1.0),
-                         device: str | torch.device = "cpu") -> tuple[Cameras, Tensor, Tensor]:
+                         device: str | torch.device = "cpu", stratified: bool = False) -> tuple[Cameras, Tensor, Tensor]:
     """n random cameras around the origin looking at it (text-to-3D's views): radius, elevation
-    and vertical field of view uniform in their ranges, azimuth uniform in [0°, 360°). Returns the
-    cameras and their azimuths and elevations in degrees (n,), for view-dependent prompts."""
+    and vertical field of view uniform in their ranges, azimuth uniform in [0°, 360°) (with
+    `stratified`, camera k's in the k-th of n equal sectors from a random start, so a batch
+    surrounds the object). Returns the cameras and their azimuths and elevations in degrees (n,),
+    for view-dependent prompts."""
     u = torch.rand(n, 4, generator=generator, dtype=torch.float64)
     lerp = lambda r, x: r[0] + (r[1] - r[0]) * x  # noqa: E731
     rad, elev, fov, azim = lerp(radius, u[:, 0]), lerp(elevation_deg, u[:, 1]), lerp(fov_deg, u[:, 2]), 360 * u[:, 3]
+    if stratified:
+        azim = (360 * (torch.arange(n, dtype=torch.float64) + u[0, 3]) / n) % 360
     c2ws, intr = [], []
     for r, e, f, a in zip(rad.tolist(), elev.tolist(), fov.tolist(), azim.tolist()):
         e_, a_ = math.radians(e), math.radians(a)

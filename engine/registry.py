@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import InputError
-from engine.methods.configs import GaussiansConfig, NerfConfig
+from engine.methods.configs import GaussiansConfig, GenerateConfig, NerfConfig
 
 
 @dataclass(frozen=True)
 class Kind:
-    name: str  # `lumen3d train <name>` and the checkpoint's kind
+    name: str  # `lumen3d train <name>` (or a generator's kind) and the checkpoint's kind
     config: type  # its options (a TrainOptions dataclass)
     method: str  # "module:Class" of its `engine.training.method.Method`
     exports: tuple[str, ...]  # the formats `lumen3d export` writes from its runs
@@ -29,13 +29,19 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
          aliases=("3dgs",)),
     Kind("nerf", NerfConfig, "engine.methods.nerf:Nerf", ("mesh",)),
 )}
+# what `lumen3d generate` makes, by --representation: runs that export and view like the others
+GENERATORS: dict[str, Kind] = {k.name: k for k in (
+    Kind("text-gaussians", GenerateConfig, "engine.methods.text_gaussians:TextToGaussians", ("ply", "splat", "mesh")),
+    Kind("text-nerf", GenerateConfig, "engine.methods.text_nerf:TextToNerf", ("mesh",)),
+)}
 
 
 def kind_of(ckpt: dict, source: Path) -> Kind:
     name = ckpt.get("kind")
-    if name not in KINDS:
-        raise InputError(source, f"checkpoint of unknown kind {name!r} (known: {', '.join(KINDS)})")
-    return KINDS[name]
+    known = {**KINDS, **GENERATORS}
+    if name not in known:
+        raise InputError(source, f"checkpoint of unknown kind {name!r} (known: {', '.join(known)})")
+    return known[name]
 
 
 def read_checkpoint(path: Path) -> tuple[dict, Kind]:

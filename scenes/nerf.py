@@ -28,7 +28,9 @@ class FieldConfig:
     n_max: int = 1024
     hidden: int = 64
     geo_features: int = 15
-    sh_degree: int = 4  # 16 direction features
+    sh_degree: int = 4  # 16 direction features (1: colour without view dependence, an albedo)
+    blob_density: float = 0.0  # text-to-3D's start: density logits raised by this at the centre ...
+    blob_radius: float = 0.5  # ... falling linearly to 0 at this radius and below it beyond (Magic3D)
 
 
 def sh_encode(d: Tensor, degree: int = 4) -> Tensor:
@@ -83,6 +85,7 @@ class RadianceField(nn.Module):
         self.unbounded = unbounded
         enc = cfg.levels * cfg.features
         self.density_mlp = nn.Sequential(nn.Linear(enc, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 1 + cfg.geo_features))
+        self.active_levels = cfg.levels  # coarse-to-fine training (text-to-3D) masks the finer levels
         self.colour_mlp = nn.Sequential(nn.Linear(cfg.geo_features + cfg.sh_degree ** 2, cfg.hidden), nn.ReLU(),
                                         nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 3))
 
@@ -97,8 +100,16 @@ class RadianceField(nn.Module):
         return u / 2 + 0.5
 
     def features(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.density_mlp(hash_encode(self.normalise(x), self.table, self.cfg.n_min, self.cfg.n_max))
-        return _TruncExp.apply(h[:, 0] - 1.0), h[:, 1:]
+        cfg = self.cfg
+        enc = hash_encode(self.normalise(x), self.table, cfg.n_min, cfg.n_max)
+        if self.active_levels < cfg.levels:
+            enc = enc * (torch.arange(enc.shape[1], device=enc.device) < self.active_levels * cfg.features)
+        h = self.density_mlp(enc)
+        logit = h[:, 0] - 1.0
+        if cfg.blob_density:
+            r = (x - self.box_centre).norm(dim=-1)
+            logit = logit + cfg.blob_density * (1 - r / cfg.blob_radius)
+        return _TruncExp.apply(logit), h[:, 1:]
 
     def density(self, x: Tensor) -> Tensor:
         return self.features(x)[0]

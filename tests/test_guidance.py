@@ -31,7 +31,7 @@ def _sd(folder, **kw):
     from engine.guidance.stable_diffusion import StableDiffusionGuidance
 
     kw = {"guidance_size": 64, "precision": "float32", **kw}
-    return StableDiffusionGuidance(folder, "a red chair", **kw)
+    return StableDiffusionGuidance.load(folder, "a red chair", **kw)
 
 
 def test_classifier_free_guidance_is_the_hand_computation(tiny_sd):
@@ -151,7 +151,9 @@ def test_text_embeddings_are_cached_on_disk_by_model_and_prompt(tiny_sd, tmp_pat
     again = _sd(tiny_sd, cache_root=tmp_path)
     assert again.cache_hits == 5
     assert torch.equal(first.cond["side"], again.cond["side"]) and torch.equal(first.uncond, again.uncond)
-    direct = first._encode_text(["a red chair, side view"])[0]
+    from engine.guidance.stable_diffusion import _encode_text
+
+    direct = _encode_text(tiny_sd, ["a red chair, side view"])[0]
     assert torch.allclose(direct, again.cond["side"])
 
 

@@ -105,75 +105,76 @@ class StableDiffusionGuidance(DiffusionGuidance):
 
     name = "stable-diffusion"
 
-    def __init__(self, folder: Path, prompt: str, negative_prompt: str = "", guidance_scale: float = 100.0,
-                 schedule_kwargs: dict | None = None, weighting: str = "sds", grad_clip: float | None = None,
-                 view_dependent: bool = True, thresholds: ViewThresholds = ViewThresholds(), device: str = "cpu",
-                 precision: str = "auto", guidance_size: int = 512, latent_path: bool = False,
-                 vae: Path | None = None, seed: int = 0, cache_root: Path | None = None):
+    def __init__(self, unet, vae, alphas_cumprod: Tensor, cond: dict[str, Tensor], uncond: Tensor,
+                 prediction: str = "epsilon", guidance_scale: float = 100.0, schedule: TimestepSchedule | None = None,
+                 weighting: str = "sds", grad_clip: float | None = None, view_dependent: bool = True,
+                 thresholds: ViewThresholds = ViewThresholds(), device: str = "cpu",
+                 dtype: torch.dtype = torch.float32, guidance_size: int = 512, seed: int = 0):
+        """Assembled from loaded parts (see `load`): a UNet, a VAE (None: the latent path), ᾱ_t, the
+        prompt's embeddings per view direction and the negative prompt's."""
+        super().__init__(alphas_cumprod, schedule or TimestepSchedule(len(alphas_cumprod)), weighting, grad_clip,
+                         seed)
+        self.device, self.dtype, self.prediction = device, dtype, prediction
+        self.unet = _prepare(unet, device, dtype)
+        self.vae = _prepare(vae, device, dtype, encoder_only=True) if vae is not None else None
+        self.scaling = float(getattr(vae.config, "scaling_factor", 1.0) or 1.0) if vae is not None else 1.0
+        self.latent_path = vae is None
+        self.channels = 4 if self.latent_path else 3
+        self.cond = {d: e.to(device) for d, e in cond.items()}
+        self.uncond = uncond.to(device)
+        self.guidance_scale, self.guidance_size = guidance_scale, guidance_size
+        self.view_dependent, self.thresholds = view_dependent, thresholds
+        self.cache_hits = 0
+
+    @classmethod
+    def load(cls, folder: Path, prompt: str, negative_prompt: str = "", guidance_scale: float = 100.0,
+             schedule_kwargs: dict | None = None, weighting: str = "sds", grad_clip: float | None = None,
+             view_dependent: bool = True, thresholds: ViewThresholds = ViewThresholds(), device: str = "cpu",
+             precision: str = "auto", guidance_size: int = 512, latent_path: bool = False,
+             vae: Path | None = None, seed: int = 0, cache_root: Path | None = None) -> "StableDiffusionGuidance":
+        """From a diffusers folder on disk (`local_files_only`: nothing is fetched)."""
         diffusers, _ = _libraries()
         folder = Path(folder)
         check_folder(folder)
-        self.folder, self.device = folder, device
-        self.dtype = resolve_precision(precision, device)
+        if not prompt.strip():
+            raise InputError(None, "the prompt is empty: say what to generate")
+        dtype = resolve_precision(precision, device)
         kw = {"local_files_only": True}
         with _as_input_error(folder):
             sched = diffusers.DDPMScheduler.from_pretrained(folder, subfolder="scheduler", **kw)
-            self.unet = diffusers.UNet2DConditionModel.from_pretrained(folder, subfolder="unet", **kw)
-        self.prediction = sched.config.get("prediction_type", "epsilon")
-        if self.prediction not in ("epsilon", "v_prediction"):
+            unet = diffusers.UNet2DConditionModel.from_pretrained(folder, subfolder="unet", **kw)
+        prediction = sched.config.get("prediction_type", "epsilon")
+        if prediction not in ("epsilon", "v_prediction"):
             raise InputError(folder / "scheduler" / "scheduler_config.json",
-                             f"prediction_type {self.prediction!r} is not supported (epsilon or v_prediction)")
-        super().__init__(sched.alphas_cumprod, TimestepSchedule(sched.config.num_train_timesteps,
-                                                                **(schedule_kwargs or {})), weighting, grad_clip, seed)
-        self.unet = _prepare(self.unet, device, self.dtype)
-        self.latent_path = latent_path
-        self.vae, self.scaling = None, 1.0
+                             f"prediction_type {prediction!r} is not supported (epsilon or v_prediction)")
+        encoder = None
         if not latent_path:
             if vae is not None:  # a small encoder (TAESD) in place of the folder's
                 if not (Path(vae) / "config.json").is_file():
                     raise InputError(Path(vae) / "config.json", "missing: --vae wants an AutoencoderTiny folder")
                 with _as_input_error(Path(vae)):
-                    self.vae = diffusers.AutoencoderTiny.from_pretrained(vae, **kw)
+                    encoder = diffusers.AutoencoderTiny.from_pretrained(vae, **kw)
             else:
                 with _as_input_error(folder):
-                    self.vae = diffusers.AutoencoderKL.from_pretrained(folder, subfolder="vae", **kw)
-            self.scaling = float(getattr(self.vae.config, "scaling_factor", 1.0) or 1.0)
-            self.vae = _prepare(self.vae, device, self.dtype, encoder_only=True)
-        self.channels = 4 if latent_path else 3
-        self.latent_factor = 8 if vae is None else 2 ** (len(self.vae.config.encoder_block_out_channels) - 1)
-        self.guidance_size = guidance_size
-        self.guidance_scale = guidance_scale
-        self.view_dependent, self.thresholds = view_dependent, thresholds
-        if not prompt.strip():
-            raise InputError(None, "the prompt is empty: say what to generate")
-        cache = EmbeddingCache(model_identity(folder), self._encode_text, cache_root)
+                    encoder = diffusers.AutoencoderKL.from_pretrained(folder, subfolder="vae", **kw)
+        cache = EmbeddingCache(model_identity(folder), lambda p: _encode_text(folder, p), cache_root)
         texts = [view_prompt(prompt, d) if view_dependent else prompt for d in DIRECTIONS] + [negative_prompt]
         emb = cache(texts)
-        self.cond = {d: e for d, e in zip(DIRECTIONS, emb[:4].to(device))}
-        self.uncond = emb[4].to(device)
-        self.cache_hits = cache.hits
-        log.info("guidance: %s (%s, %s), CFG %g, %s", folder, self.dtype, self.prediction, guidance_scale,
+        g = cls(unet, encoder, sched.alphas_cumprod, dict(zip(DIRECTIONS, emb[:4])), emb[4], prediction,
+                guidance_scale, TimestepSchedule(sched.config.num_train_timesteps, **(schedule_kwargs or {})),
+                weighting, grad_clip, view_dependent, thresholds, device, dtype, guidance_size, seed)
+        g.cache_hits = cache.hits
+        log.info("guidance: %s (%s, %s), CFG %g, %s", folder, dtype, prediction, guidance_scale,
                  "latent path" if latent_path else f"VAE encoder at {guidance_size}² ({'tiny' if vae else 'full'})")
+        return g
 
     @classmethod
     def from_config(cls, cfg, device: str = "cpu") -> "StableDiffusionGuidance":
-        return cls(cfg.model, cfg.prompt, cfg.negative_prompt, cfg.guidance_scale,
-                   {"t_range": tuple(cfg.t_range), "anneal": cfg.t_anneal, "t_final": tuple(cfg.t_final)},
-                   cfg.weighting, cfg.grad_clip, cfg.view_dependent,
-                   ViewThresholds(cfg.front_threshold, cfg.back_threshold, cfg.overhead_threshold), device,
-                   cfg.precision, default_guidance_size(cfg, device), cfg.latent_path, cfg.vae, cfg.seed)
-
-    # ------------------------------------------------------------------ text
-    def _encode_text(self, prompts: list[str]) -> Tensor:
-        _, transformers = _libraries()
-        kw = {"local_files_only": True}
-        with _as_input_error(self.folder):
-            tokenizer = transformers.AutoTokenizer.from_pretrained(self.folder, subfolder="tokenizer", **kw)
-            encoder = transformers.CLIPTextModel.from_pretrained(self.folder, subfolder="text_encoder", **kw)
-        ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                        return_tensors="pt").input_ids
-        with torch.no_grad():
-            return encoder(ids)[0]
+        return cls.load(cfg.model, cfg.prompt, cfg.negative_prompt, cfg.guidance_scale,
+                        {"t_range": tuple(cfg.t_range), "anneal": cfg.t_anneal, "t_final": tuple(cfg.t_final)},
+                        cfg.weighting, cfg.grad_clip, cfg.view_dependent,
+                        ViewThresholds(cfg.front_threshold, cfg.back_threshold, cfg.overhead_threshold), device,
+                        cfg.precision, default_guidance_size(cfg, device), cfg.latent_path, cfg.vae, cfg.seed)
 
     # ------------------------------------------------------------------ SDS parts
     def encode(self, images: Tensor, views: Views) -> Tensor:
@@ -215,6 +216,20 @@ class StableDiffusionGuidance(DiffusionGuidance):
             out = a.sqrt() * out + (1 - a).sqrt() * torch.cat([x_t, x_t]).float()
         e_c, e_u = out.chunk(2)
         return e_u + self.guidance_scale * (e_c - e_u)
+
+
+def _encode_text(folder: Path, prompts: list[str]) -> Tensor:
+    """CLIP text embeddings (N, 77, D) of the folder's tokenizer and text encoder (loaded only when
+    the cache lacks a prompt)."""
+    _, transformers = _libraries()
+    kw = {"local_files_only": True}
+    with _as_input_error(folder):
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, subfolder="tokenizer", **kw)
+        encoder = transformers.CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", **kw)
+    ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids
+    with torch.no_grad():
+        return encoder(ids)[0]
 
 
 def _prepare(module, device: str, dtype: torch.dtype, encoder_only: bool = False):

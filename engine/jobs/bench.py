@@ -414,6 +414,99 @@ class BenchTrain:
             console.print(f"wrote {self.json}")
 
 
+def oracle_runs(root: Path, seed: int = 0) -> dict:
+    """Known-object generation on both representations (tests/test_generate.py's settings):
+    held-out PSNR, silhouette IoU, minutes."""
+    from engine.jobs.generate import run_generation
+    from engine.methods.configs import GenerateConfig
+    from engine.sds_bench import ORACLE
+
+    out, minutes = {}, 0.0
+    for rep, opts in ORACLE.items():
+        t0 = time.perf_counter()
+        m = run_generation(GenerateConfig(prompt="", guidance="known-object", representation=rep, seed=seed,
+                                          out=root / rep, overwrite=True, video_frames=0, mesh_resolution=0, **opts))
+        minutes += (time.perf_counter() - t0) / 60
+        out[f"{rep}_psnr"], out[f"{rep}_iou"] = m["test"]["psnr"], m["silhouette_iou"]
+    out["minutes"] = minutes
+    return out
+
+
+@dataclass
+class BenchSds:
+    """Text to 3D's cost with Stable Diffusion-sized models (random weights; speed does not depend on
+    them): one guidance step (CFG batch 2) through the VAE encoder at 512² and 256² and on the
+    latent path, float32 and bf16; one generation step for Gaussians and NeRF at the defaults and a
+    default run's projected minutes; and the known-object runs' PSNR and IoU."""
+
+    archs: tuple[Literal["sd15", "sd21-base"], ...] = ("sd21-base", "sd15")
+    dtypes: tuple[Literal["float32", "bf16"], ...] = ("float32", "bf16")
+    reps: int = 1
+    """Timed repetitions after one warm-up (the fastest counts)."""
+    oracle: bool = True
+    """Also run the known-object generations (about 5 minutes)."""
+    json: Optional[Path] = None
+
+    def check(self) -> None:
+        check_option(self.reps >= 1, "reps", self.reps, "must be 1 or more")
+
+    def run(self) -> None:
+        import tempfile
+
+        import torch
+        from rich.table import Table
+
+        from engine.guidance.stable_diffusion import _libraries
+        from engine.io import atomic_write_json
+        from engine.methods.configs import GENERATE_DEFAULTS
+        from engine.progress import console, track
+        from engine.sds_bench import build, guidance_for, time_generation_step, time_guidance
+
+        _libraries()
+        records = []
+        table = Table(title=f"text to 3D on this machine ({torch.get_num_threads()} threads), random weights")
+        for col in ("arch", "dtype", "path", "guidance step", "Gaussians step", "NeRF step", "default runs"):
+            table.add_column(col)
+        paths = (("vae-512", "vae", 512), ("vae-256", "vae", 256), ("latent-64", "latent", 512))
+        jobs = [(a, d, p) for a in self.archs for d in self.dtypes for p in paths]
+        parts, built = None, None
+        for arch, dtype, (label, path, size) in track(jobs, "timing guidance"):
+            if built != arch:
+                parts, built = build(arch), arch
+                log.info("%s: %s parameters (UNet, VAE, text encoder)", arch,
+                         " / ".join(f"{v / 1e6:.0f}M" for v in parts["params"].values()))
+            dt = torch.float32 if dtype == "float32" else torch.bfloat16
+            g = guidance_for(parts, dt, path, size)
+            rec = {"arch": arch, "dtype": dtype, "path": label, "guidance_step_ms": time_guidance(g, self.reps),
+                   "step_ms": None, "default_run_minutes": None}
+            if label == "vae-256":  # a CPU run's default path
+                rec["step_ms"] = {r: time_generation_step(r, g, self.reps) for r in ("gaussians", "nerf")}
+                rec["default_run_minutes"] = {r: rec["step_ms"][r] * GENERATE_DEFAULTS[r]["max_steps"] / 60000
+                                              for r in rec["step_ms"]}
+            records.append(rec)
+            steps = rec["step_ms"] or {}
+            mins = rec["default_run_minutes"] or {}
+            table.add_row(arch, dtype, label, f"{rec['guidance_step_ms'] / 1000:.2f} s",
+                          f"{steps['gaussians'] / 1000:.2f} s" if steps else "", f"{steps['nerf'] / 1000:.2f} s"
+                          if steps else "", f"G {mins['gaussians']:.0f} min, N {mins['nerf']:.0f} min" if mins else "")
+            del g
+        console.print(table)
+        for arch in self.archs:
+            for label, _, _ in paths:
+                r = {x["dtype"]: x["guidance_step_ms"] for x in records if x["arch"] == arch and x["path"] == label}
+                if "float32" in r and "bf16" in r:
+                    console.print(f"{arch} {label}: bf16 {r['float32'] / r['bf16']:.2f}× faster than float32")
+        if self.oracle:
+            with tempfile.TemporaryDirectory() as tmp:
+                o = oracle_runs(Path(tmp))
+            records.append({"oracle": o})
+            console.print(f"known object: NeRF {o['nerf_psnr']:.2f} dB IoU {o['nerf_iou']:.3f}, Gaussians "
+                          f"{o['gaussians_psnr']:.2f} dB IoU {o['gaussians_iou']:.3f}, {o['minutes']:.1f} min")
+        if self.json:
+            atomic_write_json(self.json, records)
+            console.print(f"wrote {self.json}")
+
+
 @dataclass
 class BenchJob:
     """Benchmarks: print a table and, with --json, write the records."""
@@ -421,7 +514,8 @@ class BenchJob:
     case: tyro.conf.OmitSubcommandPrefixes[Union[Annotated[BenchRaster, tyro.conf.subcommand("raster")],
                                                  Annotated[BenchSfm, tyro.conf.subcommand("sfm")],
                                                  Annotated[BenchBody, tyro.conf.subcommand("body")],
-                                                 Annotated[BenchTrain, tyro.conf.subcommand("train")]]]
+                                                 Annotated[BenchTrain, tyro.conf.subcommand("train")],
+                                                 Annotated[BenchSds, tyro.conf.subcommand("sds")]]]
 
     def check(self) -> None:
         if hasattr(self.case, "check"):

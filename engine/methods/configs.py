@@ -2,8 +2,12 @@
 name their implementation. Light (no torch): the CLI imports them to build its help."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, Literal, Optional
+
+import tyro
 
 from engine.errors import check_option
 from engine.runs import may_change
@@ -112,3 +116,170 @@ class NerfConfig(DatasetOptions, TrainOptions):
                      self.mesh_resolution, "must be 0 (no mesh) or 8 to 1024")
         check_option(finite(self.mesh_threshold) and self.mesh_threshold > 0, "mesh_threshold", self.mesh_threshold,
                      "must be a positive density")
+
+
+@dataclass(kw_only=True)
+class GuidanceOptions:
+    """How renders are judged: Stable Diffusion from a user's folder, or a known object."""
+
+    model: Optional[Path] = None
+    """Stable Diffusion in diffusers' folder layout (model_index.json, unet/, vae/, text_encoder/,
+    tokenizer/, scheduler/); read from disk only, never downloaded."""
+    guidance: Literal["stable-diffusion", "known-object"] = "stable-diffusion"
+    """known-object: the optimal denoiser of a built-in object's renders (the prompt is ignored), a
+    guidance whose answer is known, for tests and benchmarks."""
+    negative_prompt: str = ""
+    guidance_scale: float = 100.0
+    """Classifier-free guidance s in ε_u + s·(ε_c − ε_u) (diffusers' convention; DreamFusion's 100)."""
+    t_range: tuple[float, float] = (0.02, 0.98)
+    """Timesteps t ~ U[min, max], as fractions of the model's (1000) steps."""
+    t_anneal: Literal["none", "linear", "sqrt", "dreamgaussian"] = "none"
+    """linear / sqrt: the range moves to --t-final over the run (sqrt: in √progress, Paint-it);
+    dreamgaussian: one t per step, (1 − progress)·T within --t-range."""
+    t_final: tuple[float, float] = (0.02, 0.5)
+    weighting: Literal["sds", "uniform", "fantasia3d"] = "sds"
+    """w(t): sds 1 − ᾱ, uniform 1, fantasia3d √ᾱ(1 − ᾱ)."""
+    grad_clip: Optional[float] = None
+    """Clip each element of the SDS gradient to ±this."""
+    view_dependent: bool = True
+    """Append "front / side / back / overhead view" to the prompt by each camera's direction."""
+    front_threshold: float = 45.0
+    back_threshold: float = 45.0
+    overhead_threshold: float = 60.0
+    precision: Literal["auto", "float32", "bf16", "fp16"] = "auto"
+    """The diffusion model's arithmetic: auto is bf16 on CPUs with native bf16, fp16 on CUDA."""
+    guidance_size: Optional[int] = None
+    """Side of the image the VAE encodes (latents are 1/8 of it; default 512 on CUDA, 256 on a CPU)."""
+    latent_path: bool = False
+    """Render the 4 latent channels directly (Latent-NeRF): no VAE encoder at all."""
+    vae: Optional[Path] = None
+    """A small VAE (diffusers' AutoencoderTiny folder) to encode renders instead of the model's own."""
+
+    def check(self) -> None:
+        check_option(self.guidance != "stable-diffusion" or self.model is not None, "model", self.model,
+                     "is needed: a Stable Diffusion folder in diffusers' layout (or --guidance known-object)")
+        check_option(finite(self.guidance_scale) and self.guidance_scale > 0, "guidance_scale", self.guidance_scale,
+                     "must be a positive number")
+        for name in ("t_range", "t_final"):
+            lo, hi = getattr(self, name)
+            check_option(finite(lo) and finite(hi) and 0 <= lo <= hi <= 1, name, getattr(self, name),
+                         "must be two fractions 0 <= min <= max <= 1")
+        check_option(self.grad_clip is None or (finite(self.grad_clip) and self.grad_clip > 0), "grad_clip",
+                     self.grad_clip, "must be a positive number")
+        for name in ("front_threshold", "back_threshold"):
+            v = getattr(self, name)
+            check_option(finite(v) and 0 <= v <= 180, name, v, "must be 0 to 180 degrees")
+        check_option(finite(self.overhead_threshold) and -90 <= self.overhead_threshold <= 90, "overhead_threshold",
+                     self.overhead_threshold, "must be -90 to 90 degrees")
+        check_option(self.guidance_size is None or (64 <= self.guidance_size <= 2048 and self.guidance_size % 8 == 0),
+                     "guidance_size", self.guidance_size, "must be a multiple of 8 from 64 to 2048")
+
+
+GENERATE_DEFAULTS = {
+    # DreamGaussian's stage 1 (500 steps, elevations ±30°, radius 2.5, fov 49°) and threestudio's
+    # DreamFusion (elevations −10…45°, fov 40…70°), at render sizes a CPU affords
+    "gaussians": {"max_steps": 500, "render_size": 256, "elevation": (-30.0, 30.0), "fov": (49.0, 49.0)},
+    "nerf": {"max_steps": 2000, "render_size": 64, "elevation": (-10.0, 45.0), "fov": (40.0, 70.0)},
+}
+
+
+@dataclass(kw_only=True)
+class GenerateConfig(GuidanceOptions, TrainOptions):
+    """Generate a 3D scene from a text prompt: Score Distillation Sampling on Gaussians
+    (DreamGaussian) or on a NeRF (DreamFusion)."""
+
+    prompt: tyro.conf.Positional[str]
+    representation: Literal["gaussians", "nerf"] = "gaussians"
+    max_steps: Optional[int] = None
+    """Steps (default: 500 for Gaussians, 2000 for NeRF)."""
+    checkpoint_every: int = may_change(100)
+    video_frames: int = may_change(60)
+    batch: int = 1
+    """Views per step (azimuths stratified over the batch)."""
+    render_size: Optional[int] = None
+    """Render side in pixels (default: Gaussians 256, reached through 1/4 and 1/2 of it as DreamGaussian
+    does; NeRF 64)."""
+    camera_distance: tuple[float, float] = (2.5, 3.0)
+    elevation: Optional[tuple[float, float]] = None
+    """Camera elevation range, degrees (default: Gaussians −30…30, NeRF −10…45)."""
+    fov: Optional[tuple[float, float]] = None
+    """Vertical field of view range, degrees (default: Gaussians 49, NeRF 40…70)."""
+    background: Literal["random", "learned", "white"] = "random"
+    """What transparent pixels show in training: a random colour per view, a learned environment
+    (a small network of the view direction; NeRF), or white."""
+    # Gaussians
+    init_points: int = 5000
+    """Gaussians: random points in a sphere of radius 0.5 to start from."""
+    grad_threshold: float = 0.01
+    """Gaussians: densification threshold of the view-space gradient (DreamGaussian's)."""
+    # NeRF
+    lr: float = 1e-2
+    log2_table: int = 16
+    grid_res: int = 64
+    blob_density: float = 10.0
+    """NeRF: a density blob at the centre to start from (threestudio's Magic3D blob)."""
+    blob_radius: float = 0.5
+    shading_start: float = 0.1
+    """NeRF: part of the run with albedo only; then albedo / Lambertian / textureless at random."""
+    textureless_ratio: float = 0.4
+    albedo_ratio: float = 0.2
+    lambda_orient: tuple[float, float] = (10.0, 1000.0)
+    """NeRF: orientation loss weight, rising linearly over the run."""
+    lambda_sparsity: float = 1.0
+    """NeRF: mean rendered opacity, so empty space stays empty."""
+    mesh_resolution: int = may_change(128)
+    """Marching-cubes lattice per axis for exports/mesh.ply (0: none)."""
+    mesh_threshold: float = may_change(MESH_THRESHOLD)
+    """NeRF: density of the mesh surface (Gaussians: their summed density at 1, DreamGaussian's)."""
+
+    @property
+    def kind(self) -> str:
+        return f"text-{self.representation}"
+
+    def resolved(self) -> "GenerateConfig":
+        """The options with the representation's defaults filled in."""
+        d = GENERATE_DEFAULTS[self.representation]
+        return dataclasses.replace(self, **{k: v if getattr(self, k) is None else getattr(self, k)
+                                            for k, v in d.items()})
+
+    def check(self) -> None:
+        check_option(bool(self.prompt.strip()) or self.guidance == "known-object", "prompt", self.prompt,
+                     "is empty: say what to generate")
+        TrainOptions.check(self.resolved())
+        GuidanceOptions.check(self)
+        check_option(1 <= self.batch <= 64, "batch", self.batch, "must be 1 to 64")
+        check_option(self.render_size is None or 16 <= self.render_size <= 2048, "render_size", self.render_size,
+                     "must be 16 to 2048 pixels")
+        lo, hi = self.camera_distance
+        check_option(finite(lo) and finite(hi) and 1.0 <= lo <= hi, "camera_distance", self.camera_distance,
+                     "must be two distances 1 <= near <= far (the object lies within 1 of the origin)")
+        for name, bound in (("elevation", 89.0), ("fov", 179.0)):
+            v = getattr(self, name)
+            check_option(v is None or (finite(v[0]) and finite(v[1]) and -bound <= v[0] <= v[1] <= bound
+                                       and (name != "fov" or v[0] > 0)), name, v,
+                         f"must be two angles min <= max within {'0' if name == 'fov' else -bound}..{bound}")
+        check_option(self.background != "learned" or self.representation == "nerf", "background", self.background,
+                     "learned is a NeRF's environment; Gaussians train over random or white")
+        check_option(not self.latent_path or self.guidance == "stable-diffusion", "latent_path", self.latent_path,
+                     "needs Stable Diffusion guidance")
+        check_option(10 <= self.init_points <= 10_000_000, "init_points", self.init_points, "must be 10 to 10000000")
+        for name in ("grad_threshold", "lr", "blob_radius"):
+            v = getattr(self, name)
+            check_option(finite(v) and v > 0, name, v, "must be a positive number")
+        check_option(10 <= self.log2_table <= 24, "log2_table", self.log2_table, "must be 10 to 24")
+        check_option(8 <= self.grid_res <= 512, "grid_res", self.grid_res, "must be 8 to 512")
+        for name in ("blob_density", "lambda_sparsity"):
+            v = getattr(self, name)
+            check_option(finite(v) and v >= 0, name, v, "must be 0 or more")
+        for name in ("shading_start", "textureless_ratio", "albedo_ratio"):
+            v = getattr(self, name)
+            check_option(finite(v) and 0 <= v <= 1, name, v, "must be between 0 and 1")
+        check_option(self.textureless_ratio + self.albedo_ratio <= 1, "albedo_ratio", self.albedo_ratio,
+                     "plus --textureless-ratio must be at most 1")
+        check_option(all(finite(v) and v >= 0 for v in self.lambda_orient), "lambda_orient", self.lambda_orient,
+                     "must be two weights, 0 or more")
+        check_option(self.mesh_resolution == 0 or 8 <= self.mesh_resolution <= 1024, "mesh_resolution",
+                     self.mesh_resolution, "must be 0 (no mesh) or 8 to 1024")
+        check_option(finite(self.mesh_threshold) and self.mesh_threshold > 0, "mesh_threshold", self.mesh_threshold,
+                     "must be a positive density")
+

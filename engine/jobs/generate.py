@@ -1,0 +1,47 @@
+"""`lumen3d generate "a prompt"`: text to 3D on the one training loop."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from engine.errors import InputError
+from engine.methods.configs import GenerateConfig
+
+log = logging.getLogger("lumen3d")
+
+
+@dataclass(kw_only=True)
+class GenerateJob(GenerateConfig):
+    """Generate a 3D scene from a text prompt with a Stable Diffusion folder (--model): Gaussians
+    (DreamGaussian) or NeRF (DreamFusion)."""
+
+    def run(self) -> dict:
+        return run_generation(self)
+
+
+def run_generation(cfg: GenerateConfig) -> dict:
+    """A new run directory (or the one to --resume) with config, log, checkpoints, metrics, the
+    turntable video and the exports."""
+    from engine.registry import GENERATORS
+    from engine.runs import resolve_device, start_run
+    from engine.training.loop import TrainingLoop
+
+    cfg = cfg.resolved()
+    cfg.check()
+    if cfg.guidance == "stable-diffusion":  # before a run directory is made for nothing
+        from engine.guidance.stable_diffusion import _libraries, check_folder
+
+        check_folder(cfg.model)
+        _libraries()
+    if cfg.vae is not None and not cfg.vae.is_dir():
+        raise InputError(cfg.vae, "no such AutoencoderTiny folder")
+    if resolve_device(cfg.device) == "cuda":
+        raise InputError(None, "generation on CUDA waits for the CUDA kernels to be verified on a GPU; use --device cpu")
+    run = start_run("generate", cfg, resume=cfg.resume)
+    log.info("generating %r as %s (%d steps of %d view%s)", cfg.prompt, cfg.representation, cfg.max_steps, cfg.batch,
+             "s" if cfg.batch > 1 else "")
+    method = GENERATORS[cfg.kind].method_class()(cfg, device="cpu")
+    loop = TrainingLoop(method, cfg, run)
+    loop.resume()
+    loop.train()
+    return loop.finish()
