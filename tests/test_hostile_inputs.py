@@ -528,6 +528,14 @@ OPTION_CASES = [
     ("bench", "raster", "--resolutions", "big"),
     ("bench", "body", "--sequences", "0"),
     ("bench", "body", "--frames", "1"),
+    ("bench", "sds", "--reps", "0"),
+    *[("generate", "a chair", *case, "--guidance", "known-object") for case in (
+        ("--max-steps", "-1"), ("--batch", "0"), ("--render-size", "8"), ("--guidance-scale", "0"),
+        ("--t-range", "0.5", "2"), ("--t-final", "nan", "0.5"), ("--grad-clip", "0"),
+        ("--camera-distance", "0.5", "1"), ("--elevation", "-95", "0"), ("--fov", "0", "10"),
+        ("--init-points", "0"), ("--guidance-size", "100"), ("--lambda-sparsity", "-1"),
+        ("--albedo-ratio", "0.8", "--textureless-ratio", "0.8"), ("--mesh-resolution", "4"),
+        ("--front-threshold", "200"), ("--blob-radius", "0"))],
 ]
 
 
@@ -537,7 +545,7 @@ def test_options_beyond_their_ranges_are_refused_before_any_work(tmp_path, args)
     before = tree_digest(data)
     option = next(a for a in args if a.startswith("--") and a not in ("--target",))
     out = tmp_path / "run"
-    extra = ["--out", out] if args[0] in ("train", "demo", "sfm", "fit-body") else []
+    extra = ["--out", out] if args[0] in ("train", "demo", "sfm", "fit-body", "generate") else []
     rc, err = cli(*[data if a == "DATA" else a for a in args], *extra)
     refused(rc, err, option)
     assert not out.exists() and tree_digest(data) == before
