@@ -46,16 +46,25 @@ def build(arch: str, seed: int = 0) -> dict:
             "params": {"unet": count(unet), "vae": count(vae), "text": count(text)}}
 
 
+PATHS = {  # label: (how renders reach the latents, render side)
+    "vae-512": ("vae", 512), "vae-256": ("vae", 256), "tiny-vae-512": ("tiny", 512), "tiny-vae-256": ("tiny", 256),
+    "latent-64": ("latent", 512)}
+
+
 def guidance_for(parts: dict, dtype: torch.dtype, path: str, size: int):
-    """A StableDiffusionGuidance over the random parts: path 'vae' (encoder at size²) or 'latent'."""
+    """A StableDiffusionGuidance over the random parts: path 'vae' (the model's encoder at size²),
+    'tiny' (diffusers' AutoencoderTiny at its default, TAESD's, configuration) or 'latent'."""
     import copy
+
+    from diffusers import AutoencoderTiny
 
     from engine.guidance.prompts import DIRECTIONS
     from engine.guidance.schedule import scaled_linear_alphas_cumprod
     from engine.guidance.stable_diffusion import StableDiffusionGuidance
 
     emb = torch.randn(5, 77, parts["text_dim"]) * 0.5
-    vae = copy.deepcopy(parts["vae"]) if path == "vae" else None
+    torch.manual_seed(0)
+    vae = copy.deepcopy(parts["vae"]) if path == "vae" else AutoencoderTiny() if path == "tiny" else None
     return StableDiffusionGuidance(copy.deepcopy(parts["unet"]), vae, scaled_linear_alphas_cumprod(),
                                    dict(zip(DIRECTIONS, emb[:4])), emb[4], dtype=dtype, guidance_size=size)
 

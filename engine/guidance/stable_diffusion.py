@@ -5,8 +5,9 @@ so s = 1 is the conditional model alone and DreamFusion's ω = 100 is s = 100.
 
 Renders reach the UNet's latents one of three ways: the folder's VAE encoder with gradient (the
 render resized to `guidance_size`, latents 1/8 of it), a user-given small VAE (diffusers'
-`AutoencoderTiny`, `--vae PATH`), or the latent path, where the scene renders four channels that
-are the latents themselves (Latent-NeRF), with no encoder at all.
+`AutoencoderTiny`, `--vae PATH`), or the latent path (`latent_path=True`), where the guidance takes
+four-channel renders as the latents themselves (Latent-NeRF), with no encoder at all. Neither of
+`lumen3d generate`'s representations renders four channels yet, so the command offers the first two.
 """
 from __future__ import annotations
 
@@ -174,7 +175,7 @@ class StableDiffusionGuidance(DiffusionGuidance):
                         {"t_range": tuple(cfg.t_range), "anneal": cfg.t_anneal, "t_final": tuple(cfg.t_final)},
                         cfg.weighting, cfg.grad_clip, cfg.view_dependent,
                         ViewThresholds(cfg.front_threshold, cfg.back_threshold, cfg.overhead_threshold), device,
-                        cfg.precision, default_guidance_size(cfg, device), cfg.latent_path, cfg.vae, cfg.seed)
+                        cfg.precision, default_guidance_size(cfg, device), False, cfg.vae, cfg.seed)
 
     # ------------------------------------------------------------------ SDS parts
     def encode(self, images: Tensor, views: Views) -> Tensor:

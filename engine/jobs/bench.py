@@ -435,12 +435,16 @@ def oracle_runs(root: Path, seed: int = 0) -> dict:
 @dataclass
 class BenchSds:
     """Text to 3D's cost with Stable Diffusion-sized models (random weights; speed does not depend on
-    them): one guidance step (CFG batch 2) through the VAE encoder at 512² and 256² and on the
-    latent path, float32 and bf16; one generation step for Gaussians and NeRF at the defaults and a
+    them): one guidance step (CFG batch 2) through the VAE encoder at 512² and 256², a small VAE and
+    the latent path, float32 and bf16; one generation step for Gaussians and NeRF at the defaults and a
     default run's projected minutes; and the known-object runs' PSNR and IoU."""
 
     archs: tuple[Literal["sd15", "sd21-base"], ...] = ("sd21-base", "sd15")
     dtypes: tuple[Literal["float32", "bf16"], ...] = ("float32", "bf16")
+    paths: tuple[Literal["vae-512", "vae-256", "tiny-vae-512", "tiny-vae-256", "latent-64"], ...] = (
+        "vae-512", "vae-256", "tiny-vae-256", "latent-64")
+    """How renders reach the latents: the model's VAE encoder or a small one (TAESD's architecture) at
+    512² or 256², or the latent path (64² latents)."""
     reps: int = 1
     """Timed repetitions after one warm-up (the fastest counts)."""
     oracle: bool = True
@@ -460,14 +464,14 @@ class BenchSds:
         from engine.io import atomic_write_json
         from engine.methods.configs import GENERATE_DEFAULTS
         from engine.progress import console, track
-        from engine.sds_bench import build, guidance_for, time_generation_step, time_guidance
+        from engine.sds_bench import PATHS, build, guidance_for, time_generation_step, time_guidance
 
         _libraries()
         records = []
         table = Table(title=f"text to 3D on this machine ({torch.get_num_threads()} threads), random weights")
         for col in ("arch", "dtype", "path", "guidance step", "Gaussians step", "NeRF step", "default runs"):
             table.add_column(col)
-        paths = (("vae-512", "vae", 512), ("vae-256", "vae", 256), ("latent-64", "latent", 512))
+        paths = [(p, *PATHS[p]) for p in self.paths]
         jobs = [(a, d, p) for a in self.archs for d in self.dtypes for p in paths]
         parts, built = None, None
         for arch, dtype, (label, path, size) in track(jobs, "timing guidance"):

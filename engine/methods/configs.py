@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal, Optional
+from typing import Annotated, ClassVar, Literal, Optional
 
 import tyro
 
@@ -150,8 +150,6 @@ class GuidanceOptions:
     """The diffusion model's arithmetic: auto is bf16 on CPUs with native bf16, fp16 on CUDA."""
     guidance_size: Optional[int] = None
     """Side of the image the VAE encodes (latents are 1/8 of it; default 512 on CUDA, 256 on a CPU)."""
-    latent_path: bool = False
-    """Render the 4 latent channels directly (Latent-NeRF): no VAE encoder at all."""
     vae: Optional[Path] = None
     """A small VAE (diffusers' AutoencoderTiny folder) to encode renders instead of the model's own."""
 
@@ -188,7 +186,8 @@ class GenerateConfig(GuidanceOptions, TrainOptions):
     """Generate a 3D scene from a text prompt: Score Distillation Sampling on Gaussians
     (DreamGaussian) or on a NeRF (DreamFusion)."""
 
-    prompt: tyro.conf.Positional[str]
+    prompt: tyro.conf.Positional[Annotated[str, tyro.conf.arg(metavar="PROMPT")]]
+    """What to generate, e.g. "a DSLR photo of a red sports car"."""
     representation: Literal["gaussians", "nerf"] = "gaussians"
     max_steps: Optional[int] = None
     """Steps (default: 500 for Gaussians, 2000 for NeRF)."""
@@ -260,8 +259,6 @@ class GenerateConfig(GuidanceOptions, TrainOptions):
                          f"must be two angles min <= max within {'0' if name == 'fov' else -bound}..{bound}")
         check_option(self.background != "learned" or self.representation == "nerf", "background", self.background,
                      "learned is a NeRF's environment; Gaussians train over random or white")
-        check_option(not self.latent_path or self.guidance == "stable-diffusion", "latent_path", self.latent_path,
-                     "needs Stable Diffusion guidance")
         check_option(10 <= self.init_points <= 10_000_000, "init_points", self.init_points, "must be 10 to 10000000")
         for name in ("grad_threshold", "lr", "blob_radius"):
             v = getattr(self, name)

@@ -80,8 +80,9 @@ class TextToGaussians(GenerationMethod):
             opt.step()
             opt.zero_grad(set_to_none=True)
         n = len(self.params["means"])
-        for info in self.infos[:-1]:  # every view of the step counts towards densification
-            self.strategy._accumulate(info, n)
+        if step < self.strategy.refine_stop:  # every view of the step counts towards densification
+            for info in self.infos[:-1]:
+                self.strategy._accumulate(info, n)
         stats = self.strategy.post_backward(step, self.infos[-1], self.params, self.optimizers, EXTENT,
                                             generator=self.gen)
         self.infos = []

@@ -9,7 +9,6 @@ import logging
 import math
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
