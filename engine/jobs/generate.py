@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from engine.errors import InputError
 from engine.methods.configs import GenerateConfig
@@ -33,7 +34,7 @@ def run_generation(cfg: GenerateConfig) -> dict:
 
         check_folder(cfg.model)
         _libraries()
-    if cfg.vae is not None and not cfg.vae.is_dir():
+    if cfg.vae is not None and not Path(cfg.vae).is_dir():
         raise InputError(cfg.vae, "no such AutoencoderTiny folder")
     if resolve_device(cfg.device) == "cuda":
         raise InputError(None, "generation on CUDA waits for the CUDA kernels to be verified on a GPU; use --device cpu")

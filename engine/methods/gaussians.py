@@ -19,6 +19,16 @@ from engine.rendering.gaussians import render_gaussians
 log = logging.getLogger("lumen3d")
 
 
+def export_splats(params: dict, run) -> dict:
+    """exports/point_cloud.ply (Inria layout) and exports/scene.splat of a run's Gaussians."""
+    from scenes.gaussians import save_ply, save_splat
+
+    ply, splat = run.path("exports", "point_cloud.ply"), run.path("exports", "scene.splat")
+    save_ply(params, ply)
+    save_splat(params, splat)
+    return {"ply": str(ply), "splat": str(splat)}
+
+
 class GaussianSplatting(ReconstructionMethod):
     kind = "gaussians"
 
@@ -267,12 +277,7 @@ class GaussianSplatting(ReconstructionMethod):
         return self.params
 
     def export(self, run) -> dict:
-        from scenes.gaussians import save_ply, save_splat
-
-        ply, splat = run.path("exports", "point_cloud.ply"), run.path("exports", "scene.splat")
-        save_ply(self.params, ply)
-        save_splat(self.params, splat)
-        return {"ply": str(ply), "splat": str(splat)}
+        return export_splats(self.params, run)
 
     def summary(self, train_seconds: float) -> dict:
         return {"num_gaussians": len(self.params["means"]), "strategy": self.cfg.strategy, "init": self.init_info,

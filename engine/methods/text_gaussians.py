@@ -123,12 +123,9 @@ class TextToGaussians(GenerationMethod):
         return self.params
 
     def export(self, run) -> dict:
-        from scenes.gaussians import save_ply, save_splat
+        from engine.methods.gaussians import export_splats
 
-        ply, splat = run.path("exports", "point_cloud.ply"), run.path("exports", "scene.splat")
-        save_ply(self.params, ply)
-        save_splat(self.params, splat)
-        out = {"ply": str(ply), "splat": str(splat)}
+        out = export_splats(self.params, run)
         if self.cfg.mesh_resolution:
             info = export_gaussians_mesh(self.params, run.path("exports", "mesh.ply"), self.cfg.mesh_resolution)
             if info:
