@@ -50,7 +50,7 @@ def test_generate_end_to_end_with_a_stable_diffusion_folder(tiny_sd, tmp_path):
     assert m["steps"] == 6 and m["prompt"] == "a red chair" and m["guidance"] == "stable-diffusion"
     assert m["test"] == {}  # nothing to compare a prompt's result with
     log = (run / "log.txt").read_text()
-    assert "guidance:" in log and "bfloat16" in log or "float32" in log
+    assert "guidance:" in log and ("bfloat16" in log or "float32" in log)
     r = run_cli("export", run, "--format", "splat", "--out", tmp_path / "out.splat")
     assert r.returncode == 0 and (tmp_path / "out.splat").stat().st_size > 0, r.stderr[-2000:]
     from engine.registry import read_checkpoint

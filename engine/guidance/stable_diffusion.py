@@ -35,7 +35,7 @@ MISSING_LIBS = ("Stable Diffusion guidance needs diffusers and transformers: "
                 "pip install -c constraints.txt -e '.[text]'")
 
 
-def _libraries():
+def require_libraries():
     try:
         import diffusers
         import transformers
@@ -134,7 +134,7 @@ class StableDiffusionGuidance(DiffusionGuidance):
              precision: str = "auto", guidance_size: int = 512, latent_path: bool = False,
              vae: Path | None = None, seed: int = 0, cache_root: Path | None = None) -> "StableDiffusionGuidance":
         """From a diffusers folder on disk (`local_files_only`: nothing is fetched)."""
-        diffusers, _ = _libraries()
+        diffusers, _ = require_libraries()
         folder = Path(folder)
         check_folder(folder)
         if not prompt.strip():
@@ -222,7 +222,7 @@ class StableDiffusionGuidance(DiffusionGuidance):
 def _encode_text(folder: Path, prompts: list[str]) -> Tensor:
     """CLIP text embeddings (N, 77, D) of the folder's tokenizer and text encoder (loaded only when
     the cache lacks a prompt)."""
-    _, transformers = _libraries()
+    _, transformers = require_libraries()
     kw = {"local_files_only": True}
     with _as_input_error(folder):
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder, subfolder="tokenizer", **kw)

@@ -460,13 +460,13 @@ class BenchSds:
         import torch
         from rich.table import Table
 
-        from engine.guidance.stable_diffusion import _libraries
+        from engine.guidance.stable_diffusion import require_libraries
         from engine.io import atomic_write_json
         from engine.methods.configs import GENERATE_DEFAULTS
         from engine.progress import console, track
         from engine.sds_bench import PATHS, build, guidance_for, time_generation_step, time_guidance
 
-        _libraries()
+        require_libraries()
         records = []
         table = Table(title=f"text to 3D on this machine ({torch.get_num_threads()} threads), random weights")
         for col in ("arch", "dtype", "path", "guidance step", "Gaussians step", "NeRF step", "default runs"):

@@ -30,10 +30,10 @@ def run_generation(cfg: GenerateConfig) -> dict:
     cfg = cfg.resolved()
     cfg.check()
     if cfg.guidance == "stable-diffusion":  # before a run directory is made for nothing
-        from engine.guidance.stable_diffusion import _libraries, check_folder
+        from engine.guidance.stable_diffusion import check_folder, require_libraries
 
         check_folder(cfg.model)
-        _libraries()
+        require_libraries()
     if cfg.vae is not None and not Path(cfg.vae).is_dir():
         raise InputError(cfg.vae, "no such AutoencoderTiny folder")
     if resolve_device(cfg.device) == "cuda":
