@@ -222,6 +222,15 @@ def render_rays(field: RadianceField, grid: OccupancyGrid, origins: Tensor, dirs
             "samples": len(ray_indices)}
 
 
+def exclusive_ray_sums(values: Tensor, ray_indices: Tensor) -> Tensor:
+    """For packed samples (ray_indices sorted), the sum of the values before each sample on its ray:
+    with optical depths, −log of the transmittance in front of each sample."""
+    excl = torch.cumsum(values, 0) - values
+    starts = torch.ones_like(ray_indices, dtype=torch.bool)
+    starts[1:] = ray_indices[1:] != ray_indices[:-1]
+    return excl - excl[starts][torch.cumsum(starts.long(), 0) - 1]
+
+
 @torch.no_grad()
 def render_rays_inference(field: RadianceField, grid: OccupancyGrid, origins: Tensor, dirs: Tensor, near: Tensor,
                           far: Tensor, dt_min: float, background: Tensor, cone: float = 0.0, dt_max: float = 1e10,
@@ -252,11 +261,7 @@ def render_rays_inference(field: RadianceField, grid: OccupancyGrid, origins: Te
         queried += len(sel)
         tau = sigma.double() * (b - a).double()
         # transmittance before each sample: the ray's so far times this round's exclusive product
-        excl = torch.cumsum(tau, 0) - tau
-        starts = torch.ones_like(r, dtype=torch.bool)
-        starts[1:] = r[1:] != r[:-1]
-        excl = excl - excl[starts][torch.cumsum(starts.long(), 0) - 1]
-        before = T[r] * torch.exp(-excl)
+        before = T[r] * torch.exp(-exclusive_ray_sums(tau, r))
         show = before >= t_min
         w = (before * -torch.expm1(-tau)).float() * show
         k = show.nonzero().squeeze(1)

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from engine.cameras import Cameras
-from engine.data.cameras import Intrinsics, look_at
 from engine.guidance.base import DiffusionGuidance, Views
 from engine.guidance.schedule import TimestepSchedule, scaled_linear_alphas_cumprod
 
@@ -88,21 +86,6 @@ class KnownObject:
         rgb, alpha = self.render(cameras)
         bg = torch.ones_like(rgb) if background is None else background.to(rgb)
         return rgb * alpha[..., None] + bg * (1 - alpha[..., None])
-
-
-def held_out_cameras(n: int, size: int, distance: float = 2.5, fov_deg: float = 45.0,
-                     elevation_deg: float = 15.0, azimuth_offset: float = 22.5) -> tuple[Cameras, Tensor, Tensor]:
-    """n views around the object at azimuths between those of an n-view turntable (offset), for
-    evaluation. Returns cameras, azimuths, elevations (degrees)."""
-    focal = 0.5 * size / math.tan(math.radians(fov_deg) / 2)
-    intr = Intrinsics(size, size, focal, focal, size / 2, size / 2)
-    az = np.arange(n) * 360.0 / n + azimuth_offset
-    e = math.radians(elevation_deg)
-    c2ws = [look_at(distance * np.array([math.cos(e) * math.cos(math.radians(a)),
-                                         math.cos(e) * math.sin(math.radians(a)), math.sin(e)]),
-                    np.zeros(3), (0.0, 0.0, 1.0)) for a in az]
-    return (Cameras.from_c2w(np.stack(c2ws), intr), torch.as_tensor(az, dtype=torch.float32),
-            torch.full((n,), elevation_deg))
 
 
 class KnownObjectGuidance(DiffusionGuidance):

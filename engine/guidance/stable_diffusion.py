@@ -56,8 +56,7 @@ def check_folder(folder: Path) -> None:
     need = [folder / "model_index.json", folder / "scheduler" / "scheduler_config.json"]
     for sub, names in WEIGHTS.items():
         need.append(folder / sub / "config.json")
-        if not any((folder / sub / n).is_file() or (folder / sub / n.replace(".", ".fp16.", 1)).is_file()
-                   for n in names):
+        if not any((folder / sub / n).is_file() for n in names):
             need.append(folder / sub / names[0])
     tok = folder / "tokenizer"
     if not (tok / "tokenizer.json").is_file():

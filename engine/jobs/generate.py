@@ -38,7 +38,8 @@ def run_generation(cfg: GenerateConfig) -> dict:
         raise InputError(cfg.vae, "no such AutoencoderTiny folder")
     if resolve_device(cfg.device) == "cuda":
         raise InputError(None, "generation on CUDA waits for the CUDA kernels to be verified on a GPU; use --device cpu")
-    run = start_run("generate", cfg, resume=cfg.resume)
+    inputs = [Path(p) for p in (cfg.model, cfg.vae) if p is not None]
+    run = start_run("generate", cfg, inputs=inputs, resume=cfg.resume)
     log.info("generating %r as %s (%d steps of %d view%s)", cfg.prompt, cfg.representation, cfg.max_steps, cfg.batch,
              "s" if cfg.batch > 1 else "")
     method = GENERATORS[cfg.kind].method_class()(cfg, device="cpu")

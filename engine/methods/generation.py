@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from engine.cameras import Cameras, sample_orbit_cameras
-from engine.data.cameras import Intrinsics, look_at
+from engine.cameras import Cameras, orbit_path, sample_orbit_cameras
+from engine.data.cameras import Intrinsics
 from engine.guidance import Views, build_guidance
 from engine.training.method import Method
 
@@ -30,7 +30,6 @@ class GenerationMethod(Method):
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.guidance = build_guidance(cfg, device)
         self.background = torch.ones(3, device=device)  # what evaluation and the video show
-        self.last_t = float("nan")
 
     # ------------------------------------------------------------------ views
     def sample_views(self, size: int) -> Views:
@@ -61,8 +60,7 @@ class GenerationMethod(Method):
         """Render the views and ask the guidance: the SDS loss and the step's scalars."""
         images, extra = self.render_views(views, fraction)
         out = self.guidance(images, views, fraction)
-        self.last_t = float(out.t.float().mean()) / len(self.guidance.alphas_cumprod)
-        return out.loss, {"t": self.last_t, **out.info, **extra}
+        return out.loss, {**out.info, **extra}
 
     def describe(self, s: dict) -> str:
         return f"loss {s['loss']:.4g}  t {s['t']:.3f}"
@@ -73,11 +71,10 @@ class GenerationMethod(Method):
         cfg = self.cfg
         r, fov = float(np.mean(cfg.camera_distance)), float(np.mean(cfg.fov))
         f = 0.5 * size / math.tan(math.radians(fov) / 2)
-        e = math.radians(elevation)
-        c2ws = [look_at(r * np.array([math.cos(e) * math.cos(a), math.cos(e) * math.sin(a), math.sin(e)]),
-                        np.zeros(3), (0.0, 0.0, 1.0))
-                for a in np.radians(np.arange(n) * 360.0 / n + offset)]
-        return Cameras.from_c2w(np.stack(c2ws), Intrinsics(size, size, f, f, size / 2, size / 2), self.device)
+        e, a = math.radians(elevation), math.radians(offset)
+        c2ws = orbit_path(np.zeros(3), np.array([0.0, 0.0, 1.0]), np.array([math.cos(a), math.sin(a), 0.0]),
+                          r * math.cos(e), r * math.sin(e), n)
+        return Cameras.from_c2w(c2ws, Intrinsics(size, size, f, f, size / 2, size / 2), self.device)
 
     def video_cameras(self, frames: int) -> Cameras:
         return self.orbit(frames, 256)

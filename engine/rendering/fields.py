@@ -48,6 +48,7 @@ def render_field_views(field, grid, cameras: Cameras, dt: float, background: Ten
     light_dirs (B, 3): unit directions towards each view's light (Lambertian and textureless)."""
     from kernels.nerf import composite
     from engine.rendering.shading import density_normals, shade
+    from scenes.nerf import exclusive_ray_sums
 
     width, height = cameras.size
     B, P = len(cameras), width * height
@@ -62,10 +63,7 @@ def render_field_views(field, grid, cameras: Cameras, dt: float, background: Ten
     if shading != "albedo" and len(x):
         with torch.no_grad():  # each sample's weight, without its own gradient (as threestudio)
             tau = (sigma * (t1 - t0)).double()
-            excl = torch.cumsum(tau, 0) - tau
-            starts = torch.ones_like(ray_idx, dtype=torch.bool)
-            starts[1:] = ray_idx[1:] != ray_idx[:-1]
-            before = torch.exp(-(excl - excl[starts][torch.cumsum(starts.long(), 0) - 1]))
+            before = torch.exp(-exclusive_ray_sums(tau, ray_idx))
             w = (before * -torch.expm1(-tau)).float()
             # normals only where the sample can show: behind an opaque surface shading changes nothing
             k = torch.nonzero(before > 1e-3)[:, 0]
