@@ -23,7 +23,7 @@ def build_dir() -> Path:
     return path
 
 
-def _load_cpu(name: str, source: str):
+def _load_cpu(name: str, source: str, extra: tuple[str, ...] = ()):
     from torch.utils.cpp_extension import load
 
     out = build_dir()
@@ -32,7 +32,7 @@ def _load_cpu(name: str, source: str):
     return load(name=name, sources=[str(CSRC / source)], build_directory=str(out),
                 # -fopenmp: at::parallel_for is a header template whose pragmas need it; the
                 # extension then shares torch's own libgomp (same soname), so one thread pool.
-                extra_cflags=["-O3", "-march=native", "-fopenmp", "-fno-math-errno"],
+                extra_cflags=["-O3", "-march=native", "-fopenmp", "-fno-math-errno", *extra],
                 extra_ldflags=["-fopenmp"], extra_include_paths=[str(CSRC)], verbose=False)
 
 
@@ -48,7 +48,14 @@ def nerf_cpu_ops():
     return _load_cpu("lumen3d_nerf_cpu", "nerf_cpu.cpp")
 
 
-def _load_cuda(name: str, sources: list[str]):
+@functools.lru_cache(maxsize=None)
+def mesh_cpu_ops():
+    """The mesh-rendering C++/OpenMP ops module. No FMA contraction: a shared edge's function must be
+    computed identically (negated) by both of its triangles, or pixels on it could be missed or doubled."""
+    return _load_cpu("lumen3d_mesh_cpu", "mesh_cpu.cpp", ("-ffp-contract=off",))
+
+
+def _load_cuda(name: str, sources: list[str], extra: tuple[str, ...] = ()):
     import torch
     from torch.utils.cpp_extension import load
 
@@ -59,7 +66,7 @@ def _load_cuda(name: str, sources: list[str]):
     if not any(out.glob(f"{name}*.so")):
         print(f"lumen3d: building the CUDA kernels {name} in {out} (first use only, a few minutes)", file=sys.stderr)
     return load(name=name, sources=[str(CSRC / s) for s in sources], build_directory=str(out), extra_cflags=["-O3"],
-                extra_cuda_cflags=["-O3", "--expt-relaxed-constexpr"], extra_include_paths=[str(CSRC)], verbose=False)
+                extra_cuda_cflags=["-O3", "--expt-relaxed-constexpr", *extra], extra_include_paths=[str(CSRC)], verbose=False)
 
 
 @functools.lru_cache(maxsize=None)
@@ -72,3 +79,9 @@ def cuda_ops():
 def nerf_cuda_ops():
     """The NeRF CUDA ops module."""
     return _load_cuda("lumen3d_nerf_cuda", ["nerf_cuda_bind.cpp", "nerf_cuda.cu"])
+
+
+@functools.lru_cache(maxsize=None)
+def mesh_cuda_ops():
+    """The mesh-rendering CUDA ops module (no fused multiply-adds, as on the CPU)."""
+    return _load_cuda("lumen3d_mesh_cuda", ["mesh_cuda_bind.cpp", "mesh_cuda.cu"], ("-fmad=false",))

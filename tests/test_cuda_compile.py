@@ -19,7 +19,7 @@ def _need(tool):
         pytest.skip(f"{tool} not installed")
 
 
-@pytest.mark.parametrize("name", ["splat_cuda", "nerf_cuda"])
+@pytest.mark.parametrize("name", ["splat_cuda", "nerf_cuda", "mesh_cuda"])
 def test_cuda_kernels_compile_with_nvcc(tmp_path, name):
     _need("nvcc")
     r = subprocess.run(["nvcc", "-c", "-std=c++17", "-O3", "-arch=sm_90", "--expt-relaxed-constexpr",
@@ -29,7 +29,7 @@ def test_cuda_kernels_compile_with_nvcc(tmp_path, name):
     assert (tmp_path / f"{name}.o").stat().st_size > 10_000
 
 
-@pytest.mark.parametrize("name", ["splat_cuda", "nerf_cuda"])
+@pytest.mark.parametrize("name", ["splat_cuda", "nerf_cuda", "mesh_cuda"])
 def test_cuda_binding_compiles_against_torch(name):
     from torch.utils.cpp_extension import include_paths
 

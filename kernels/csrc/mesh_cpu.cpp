@@ -1,0 +1,551 @@
+// Mesh rendering ops on the CPU: rasterize, interpolate, texture, antialias (forward and backward).
+// Rasterization bins triangles to 16×16 tiles (in chunks of a fixed count, so lists are in triangle
+// order whatever the thread count), then threads take tiles and the compiler vectorises the coverage
+// test over a tile row. Backward passes never race: a gradient that several pixels share (a vertex, a
+// texel) is summed by the one thread that owns its index range, in pixel order, so results do not
+// depend on the thread count.
+#include <torch/extension.h>
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <limits>
+#include <vector>
+
+#include "mesh_math.h"
+#include "splat_torch.h"  // poisoned allocation for tests, shape checks
+
+using splat::alloc;
+using splat::check_image_size;
+
+namespace {
+
+constexpr int TS = 16;       // tile side in pixels
+constexpr int64_t CHUNKS = 64;  // binning chunks: fixed, so the bins' order is too
+
+void check_cpu(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().is_cpu() && t.is_contiguous(), name, " must be a contiguous CPU tensor");
+}
+
+void check_pos_tri(const at::Tensor& pos, const at::Tensor& tri) {
+  check_cpu(pos, "pos");
+  check_cpu(tri, "tri");
+  TORCH_CHECK(pos.dim() == 3 && pos.size(2) == 4, "pos must be (B, V, 4) clip-space positions");
+  TORCH_CHECK(at::isFloatingType(pos.scalar_type()), "pos must be floating point");
+  TORCH_CHECK(tri.dim() == 2 && tri.size(1) == 3 && tri.scalar_type() == at::kInt, "tri must be (F, 3) int32");
+  if (tri.numel()) {
+    const int64_t lo = tri.min().item<int64_t>(), hi = tri.max().item<int64_t>();
+    TORCH_CHECK(lo >= 0 && hi < pos.size(1), "tri indexes vertices outside pos (", lo, "..", hi, " of ", pos.size(1), ")");
+  }
+}
+
+void check_rast(const at::Tensor& rast, const char* name, int64_t faces) {
+  check_cpu(rast, name);
+  TORCH_CHECK(rast.dim() == 4 && rast.size(3) == 4, name, " must be (B, H, W, 4)");
+  if (rast.numel()) {
+    auto ids = rast.select(3, 3);
+    const double lo = ids.min().item<double>(), hi = ids.max().item<double>();
+    TORCH_CHECK(lo >= 0 && hi <= double(faces), name, " holds triangle ids outside the mesh");
+  }
+}
+
+// Vertex-owner chunks: thread i sums the gradients of vertices [b, e) in pixel order.
+template <typename F>
+void by_owner(int64_t n, F&& fn) {
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n));
+  at::parallel_for(0, parts, 1, [&](int64_t pb, int64_t pe) {
+    for (int64_t p = pb; p < pe; ++p) fn(n * p / parts, n * (p + 1) / parts);
+  });
+}
+
+template <typename S>
+struct Setup {
+  std::vector<mesh::Tri<S>> tris;
+  std::vector<int32_t> box;  // x0, y0, x1, y1 per triangle (x0 > x1: nothing to draw)
+};
+
+template <typename S>
+void setup_all(const S* pos, const int32_t* tri, int64_t F, int64_t W, int64_t H, Setup<S>& st) {
+  st.tris.resize(F);
+  st.box.resize(4 * F);
+  at::parallel_for(0, F, 2048, [&](int64_t b, int64_t e) {
+    for (int64_t f = b; f < e; ++f)
+      mesh::setup_and_bound(pos + 4 * int64_t(tri[3 * f]), pos + 4 * int64_t(tri[3 * f + 1]),
+                            pos + 4 * int64_t(tri[3 * f + 2]), W, H, st.tris[f], st.box.data() + 4 * f);
+  });
+}
+
+// Tile lists in triangle order: counts per (chunk, tile), a scan, then the fill.
+void bin_tiles(const std::vector<int32_t>& box, int64_t F, int64_t tiles_x, int64_t tiles_y,
+               std::vector<int64_t>& start, std::vector<int32_t>& list) {
+  const int64_t T = tiles_x * tiles_y, C = std::max<int64_t>(1, std::min(CHUNKS, F));
+  std::vector<int64_t> cnt(C * T, 0);
+  auto each = [&](int64_t c, auto&& visit) {
+    for (int64_t f = F * c / C; f < F * (c + 1) / C; ++f) {
+      const int32_t* b = box.data() + 4 * f;
+      if (b[0] > b[2]) continue;
+      for (int64_t ty = b[1] / TS; ty <= b[3] / TS; ++ty)
+        for (int64_t tx = b[0] / TS; tx <= b[2] / TS; ++tx) visit(ty * tiles_x + tx, f);
+    }
+  };
+  at::parallel_for(0, C, 1, [&](int64_t cb, int64_t ce) {
+    for (int64_t c = cb; c < ce; ++c) each(c, [&](int64_t t, int64_t) { ++cnt[c * T + t]; });
+  });
+  start.assign(T + 1, 0);
+  std::vector<int64_t> at_(C * T);
+  int64_t run = 0;
+  for (int64_t t = 0; t < T; ++t) {
+    start[t] = run;
+    for (int64_t c = 0; c < C; ++c) {
+      at_[c * T + t] = run;
+      run += cnt[c * T + t];
+    }
+  }
+  start[T] = run;
+  list.resize(run);
+  at::parallel_for(0, C, 1, [&](int64_t cb, int64_t ce) {
+    for (int64_t c = cb; c < ce; ++c) each(c, [&](int64_t t, int64_t f) { list[at_[c * T + t]++] = int32_t(f); });
+  });
+}
+
+template <typename S>
+void raster_tile(const Setup<S>& st, const int32_t* list, int64_t n, int64_t tx, int64_t ty, int64_t W, int64_t H,
+                 S* rast, S* db) {
+  const int64_t X0 = tx * TS, Y0 = ty * TS, X1 = std::min<int64_t>(X0 + TS, W), Y1 = std::min<int64_t>(Y0 + TS, H);
+  S depth[TS * TS];
+  int32_t best[TS * TS];
+  S px[TS];
+  for (int i = 0; i < TS * TS; ++i) {
+    depth[i] = std::numeric_limits<S>::infinity();
+    best[i] = -1;
+  }
+  for (int64_t X = X0; X < X1; ++X) px[X - X0] = S(mesh::ndc(X, W));
+  for (int64_t k = 0; k < n; ++k) {
+    const int32_t f = list[k];
+    const int32_t* b = st.box.data() + 4 * int64_t(f);
+    const mesh::Tri<S>& t = st.tris[f];
+    const int64_t xa = std::max<int64_t>(b[0], X0), xb = std::min<int64_t>(b[2] + 1, X1);
+    const int64_t ya = std::max<int64_t>(b[1], Y0), yb = std::min<int64_t>(b[3] + 1, Y1);
+    if (xa >= xb || ya >= yb) continue;
+    const S sg = t.det > S(0) ? S(1) : S(-1);
+    S a[3], bb[3], c[3];
+    bool tie[3];
+    int64_t ia[3], ib[3], ic[3];  // exact: e = ia·X + ib·Y + ic in 1/256-pixel units, times the orientation
+    for (int i = 0; i < 3; ++i) {
+      a[i] = t.A[i][0]; bb[i] = t.A[i][1]; c[i] = t.A[i][2];
+      if (t.exact) {
+        ia[i] = -t.ey[i] * t.sign;
+        ib[i] = t.ex[i] * t.sign;
+        ic[i] = (t.ex[i] * (mesh::SUBPIXEL / 2 - t.oy[i]) - t.ey[i] * (mesh::SUBPIXEL / 2 - t.ox[i])) * t.sign;
+        tie[i] = ia[i] > 0 || (ia[i] == 0 && ib[i] > 0);
+      } else {
+        const S na = a[i] * sg, nb = bb[i] * sg;
+        tie[i] = na > S(0) || (na == S(0) && nb > S(0));
+      }
+    }
+    for (int64_t Y = ya; Y < yb; ++Y) {
+      const S py = S(mesh::ndc(Y, H));
+      const S r0 = bb[0] * py, r1 = bb[1] * py, r2 = bb[2] * py;
+      S* dp = depth + (Y - Y0) * TS;
+      int32_t* bp = best + (Y - Y0) * TS;
+      if (t.exact) {
+        // the same integers as mesh::inside_exact (e is linear in X, Y: no rounding anywhere)
+        const int64_t q0 = ib[0] * Y * mesh::SUBPIXEL + ic[0], q1 = ib[1] * Y * mesh::SUBPIXEL + ic[1],
+                      q2 = ib[2] * Y * mesh::SUBPIXEL + ic[2];
+#pragma omp simd
+        for (int64_t X = xa; X < xb; ++X) {
+          const S x = px[X - X0];
+          const int64_t XS = X * mesh::SUBPIXEL;
+          const int64_t s0 = ia[0] * XS + q0, s1 = ia[1] * XS + q1, s2 = ia[2] * XS + q2;
+          const bool in = (s0 > 0 || (s0 == 0 && tie[0])) && (s1 > 0 || (s1 == 0 && tie[1])) && (s2 > 0 || (s2 == 0 && tie[2]));
+          const S e0 = (a[0] * x + r0) + c[0], e1 = (a[1] * x + r1) + c[1], e2 = (a[2] * x + r2) + c[2];
+          const S ze = (e0 * t.z[0] + e1 * t.z[1]) + e2 * t.z[2];
+          const S we = (e0 * t.w[0] + e1 * t.w[1]) + e2 * t.w[2];
+          const S d = ze / we;
+          const bool take = in && we != S(0) && d >= S(-1) && d <= S(1) && d < dp[X - X0];
+          dp[X - X0] = take ? d : dp[X - X0];
+          bp[X - X0] = take ? f : bp[X - X0];
+        }
+        continue;
+      }
+#pragma omp simd
+      for (int64_t X = xa; X < xb; ++X) {
+        // the same operations, in the same order, as mesh::cover
+        const S x = px[X - X0];
+        const S e0 = (a[0] * x + r0) + c[0], e1 = (a[1] * x + r1) + c[1], e2 = (a[2] * x + r2) + c[2];
+        const S s0 = e0 * sg, s1 = e1 * sg, s2 = e2 * sg;
+        const bool in = (s0 > S(0) || (s0 == S(0) && tie[0])) && (s1 > S(0) || (s1 == S(0) && tie[1])) &&
+                        (s2 > S(0) || (s2 == S(0) && tie[2]));
+        const S ze = (e0 * t.z[0] + e1 * t.z[1]) + e2 * t.z[2];
+        const S we = (e0 * t.w[0] + e1 * t.w[1]) + e2 * t.w[2];
+        const S d = ze / we;
+        const bool take = in && we != S(0) && d >= S(-1) && d <= S(1) && d < dp[X - X0];
+        dp[X - X0] = take ? d : dp[X - X0];
+        bp[X - X0] = take ? f : bp[X - X0];
+      }
+    }
+  }
+  const S sx = S(2) / S(W), sy = S(2) / S(H);
+  for (int64_t Y = Y0; Y < Y1; ++Y) {
+    for (int64_t X = X0; X < X1; ++X) {
+      const int64_t i = (Y - Y0) * TS + (X - X0);
+      S* r = rast + 4 * (Y * W + X);
+      S* d = db + 4 * (Y * W + X);
+      if (best[i] < 0) {
+        r[0] = r[1] = r[2] = r[3] = S(0);
+        d[0] = d[1] = d[2] = d[3] = S(0);
+        continue;
+      }
+      const mesh::Tri<S>& t = st.tris[best[i]];
+      S e[3];
+      for (int j = 0; j < 3; ++j) e[j] = mesh::edge_value(t.A[j], px[X - X0], S(mesh::ndc(Y, H)));
+      mesh::barycentrics(t, e, r[0], r[1]);
+      r[2] = depth[i];
+      r[3] = S(best[i] + 1);
+      mesh::barycentric_derivatives(t, e, sx, sy, d);
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<at::Tensor> rasterize_fwd(const at::Tensor& pos, const at::Tensor& tri, int64_t height, int64_t width) {
+  check_pos_tri(pos, tri);
+  check_image_size(width, height);
+  TORCH_CHECK(tri.size(0) < (int64_t(1) << 24), "at most 2^24 - 1 triangles (ids are stored exactly in float32)");
+  const int64_t B = pos.size(0), V = pos.size(1), F = tri.size(0), H = height, W = width;
+  at::Tensor rast = alloc({B, H, W, 4}, pos.options()), db = alloc({B, H, W, 4}, pos.options());
+  const int64_t tiles_x = (W + TS - 1) / TS, tiles_y = (H + TS - 1) / TS;
+  AT_DISPATCH_FLOATING_TYPES(pos.scalar_type(), "rasterize_fwd", [&] {
+    Setup<scalar_t> st;
+    std::vector<int64_t> start;
+    std::vector<int32_t> list;
+    for (int64_t b = 0; b < B; ++b) {
+      setup_all(pos.data_ptr<scalar_t>() + b * V * 4, tri.data_ptr<int32_t>(), F, W, H, st);
+      bin_tiles(st.box, F, tiles_x, tiles_y, start, list);
+      scalar_t* rp = rast.data_ptr<scalar_t>() + b * H * W * 4;
+      scalar_t* dp = db.data_ptr<scalar_t>() + b * H * W * 4;
+      at::parallel_for(0, tiles_x * tiles_y, 1, [&](int64_t tb, int64_t te) {
+        for (int64_t t = tb; t < te; ++t)
+          raster_tile(st, list.data() + start[t], start[t + 1] - start[t], t % tiles_x, t / tiles_x, W, H, rp, dp);
+      });
+    }
+  });
+  return {rast, db};
+}
+
+at::Tensor rasterize_bwd(const at::Tensor& pos, const at::Tensor& tri, const at::Tensor& rast, const at::Tensor& g_rast) {
+  check_pos_tri(pos, tri);
+  check_rast(rast, "rast", tri.size(0));
+  check_cpu(g_rast, "g_rast");
+  TORCH_CHECK(g_rast.sizes() == rast.sizes() && rast.size(0) == pos.size(0), "rast and its gradient must match pos' batch");
+  const int64_t B = pos.size(0), V = pos.size(1), H = rast.size(1), W = rast.size(2), N = H * W;
+  at::Tensor g_pos = at::zeros_like(pos);
+  AT_DISPATCH_FLOATING_TYPES(pos.scalar_type(), "rasterize_bwd", [&] {
+    using S = scalar_t;
+    std::vector<S> part(N * 9);
+    for (int64_t b = 0; b < B; ++b) {
+      const S* pp = pos.data_ptr<S>() + b * V * 4;
+      const S* rp = rast.data_ptr<S>() + b * N * 4;
+      const S* gp = g_rast.data_ptr<S>() + b * N * 4;
+      const int32_t* tp = tri.data_ptr<int32_t>();
+      at::parallel_for(0, N, 1024, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          const int64_t f = int64_t(rp[4 * i + 3]) - 1;
+          S(*g)[3] = reinterpret_cast<S(*)[3]>(part.data() + 9 * i);
+          if (f < 0 || (gp[4 * i] == S(0) && gp[4 * i + 1] == S(0))) {
+            for (int k = 0; k < 9; ++k) part[9 * i + k] = S(0);
+            continue;
+          }
+          mesh::Tri<S> t;
+          mesh::setup_triangle(pp + 4 * tp[3 * f], pp + 4 * tp[3 * f + 1], pp + 4 * tp[3 * f + 2], t);
+          mesh::barycentrics_backward(t, S(mesh::ndc(i % W, W)), S(mesh::ndc(i / W, H)), gp[4 * i], gp[4 * i + 1], g);
+        }
+      });
+      S* out = g_pos.data_ptr<S>() + b * V * 4;
+      by_owner(V, [&](int64_t v0, int64_t v1) {
+        for (int64_t i = 0; i < N; ++i) {
+          const int64_t f = int64_t(rp[4 * i + 3]) - 1;
+          if (f < 0) continue;
+          for (int c = 0; c < 3; ++c) {
+            const int64_t v = tp[3 * f + c];
+            if (v < v0 || v >= v1) continue;
+            const S* g = part.data() + 9 * i + 3 * c;
+            out[4 * v] += g[0]; out[4 * v + 1] += g[1]; out[4 * v + 3] += g[2];
+          }
+        }
+      });
+    }
+  });
+  return g_pos;
+}
+
+std::vector<at::Tensor> interpolate_fwd(const at::Tensor& attr, const at::Tensor& rast, const at::Tensor& tri,
+                                        const at::Tensor& rast_db, bool want_da) {
+  check_cpu(attr, "attr");
+  check_cpu(tri, "tri");
+  check_rast(rast, "rast", tri.size(0));
+  TORCH_CHECK(attr.dim() == 3 && (attr.size(0) == 1 || attr.size(0) == rast.size(0)), "attr must be (1 or B, V, C)");
+  TORCH_CHECK(attr.scalar_type() == rast.scalar_type(), "attr and rast must share a dtype");
+  TORCH_CHECK(tri.dim() == 2 && tri.size(1) == 3 && tri.scalar_type() == at::kInt, "tri must be (F, 3) int32");
+  if (tri.numel()) TORCH_CHECK(tri.min().item<int64_t>() >= 0 && tri.max().item<int64_t>() < attr.size(1), "tri indexes vertices outside attr");
+  if (want_da) {
+    check_cpu(rast_db, "rast_db");
+    TORCH_CHECK(rast_db.sizes() == rast.sizes(), "rast_db must match rast");
+  }
+  const int64_t B = rast.size(0), H = rast.size(1), W = rast.size(2), N = H * W, V = attr.size(1), C = attr.size(2);
+  at::Tensor out = alloc({B, H, W, C}, attr.options());
+  at::Tensor da = want_da ? alloc({B, H, W, 2 * C}, attr.options()) : at::empty({0}, attr.options());
+  AT_DISPATCH_FLOATING_TYPES(attr.scalar_type(), "interpolate_fwd", [&] {
+    using S = scalar_t;
+    const int32_t* tp = tri.data_ptr<int32_t>();
+    at::parallel_for(0, B * N, 1024, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const S* a = attr.data_ptr<S>() + (attr.size(0) == 1 ? 0 : (i / N) * V * C);
+        mesh::interpolate_pixel(rast.data_ptr<S>() + 4 * i, a, tp, C, want_da ? rast_db.data_ptr<S>() + 4 * i : nullptr,
+                                out.data_ptr<S>() + i * C, want_da ? da.data_ptr<S>() + i * 2 * C : nullptr);
+      }
+    });
+  });
+  return {out, da};
+}
+
+std::vector<at::Tensor> interpolate_bwd(const at::Tensor& attr, const at::Tensor& rast, const at::Tensor& tri,
+                                        const at::Tensor& g_out) {
+  check_cpu(attr, "attr");
+  check_cpu(g_out, "g_out");
+  check_rast(rast, "rast", tri.size(0));
+  const int64_t B = rast.size(0), H = rast.size(1), W = rast.size(2), N = H * W, V = attr.size(1), C = attr.size(2);
+  TORCH_CHECK(g_out.dim() == 4 && g_out.size(0) == B && g_out.size(1) == H && g_out.size(2) == W && g_out.size(3) == C,
+              "g_out must be (B, H, W, C)");
+  at::Tensor g_attr = at::zeros_like(attr), g_rast = alloc({B, H, W, 4}, rast.options());
+  AT_DISPATCH_FLOATING_TYPES(attr.scalar_type(), "interpolate_bwd", [&] {
+    using S = scalar_t;
+    const int32_t* tp = tri.data_ptr<int32_t>();
+    const S* rp = rast.data_ptr<S>();
+    const S* gp = g_out.data_ptr<S>();
+    at::parallel_for(0, B * N, 1024, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        S* gr = g_rast.data_ptr<S>() + 4 * i;
+        const S* a = attr.data_ptr<S>() + (attr.size(0) == 1 ? 0 : (i / N) * V * C);
+        mesh::interpolate_pixel_backward(rp + 4 * i, a, tp, C, gp + i * C, gr[0], gr[1]);
+        gr[2] = gr[3] = S(0);
+      }
+    });
+    const bool shared = attr.size(0) == 1;
+    by_owner(V, [&](int64_t v0, int64_t v1) {
+      for (int64_t i = 0; i < B * N; ++i) {
+        const int64_t f = int64_t(rp[4 * i + 3]) - 1;
+        if (f < 0) continue;
+        const S u = rp[4 * i], v = rp[4 * i + 1];
+        const S w[3] = {u, v, S(1) - u - v};
+        S* ga = g_attr.data_ptr<S>() + (shared ? 0 : (i / N) * V * C);
+        for (int k = 0; k < 3; ++k) {
+          const int64_t vi = tp[3 * f + k];
+          if (vi < v0 || vi >= v1) continue;
+          for (int64_t c = 0; c < C; ++c) ga[vi * C + c] += w[k] * gp[i * C + c];
+        }
+      }
+    });
+  });
+  return {g_attr, g_rast};
+}
+
+namespace {
+
+std::vector<mesh::MipLevel> mip_levels(const at::Tensor& levels, const at::Tensor& mips) {
+  auto l = levels.to(at::kLong).contiguous();
+  TORCH_CHECK(l.dim() == 2 && l.size(1) == 3 && l.size(0) >= 1, "levels must be (L, 3): width, height, offset");
+  std::vector<mesh::MipLevel> out(l.size(0));
+  for (int64_t i = 0; i < l.size(0); ++i) {
+    const int64_t* p = l.data_ptr<int64_t>() + 3 * i;
+    out[i] = {p[0], p[1], p[2]};
+    TORCH_CHECK(p[0] >= 1 && p[1] >= 1 && p[2] >= 0 && p[2] + p[0] * p[1] <= mips.size(1), "mip level ", i,
+                " lies outside the texture buffer");
+  }
+  return out;
+}
+
+void check_texture_args(const at::Tensor& mips, const at::Tensor& uv, const at::Tensor& uv_da, int64_t filter,
+                        int64_t boundary) {
+  check_cpu(mips, "texture");
+  check_cpu(uv, "uv");
+  TORCH_CHECK(mips.dim() == 3, "texture must be (1 or B, texels, C)");
+  TORCH_CHECK(uv.dim() == 4 && uv.size(3) == 2, "uv must be (B, H, W, 2)");
+  TORCH_CHECK(mips.size(0) == 1 || mips.size(0) == uv.size(0), "texture batch must be 1 or uv's");
+  TORCH_CHECK(uv.scalar_type() == mips.scalar_type(), "uv and texture must share a dtype");
+  TORCH_CHECK(filter >= 0 && filter <= 2 && boundary >= 0 && boundary <= 1, "bad filter or boundary mode");
+  if (filter == 2) {
+    check_cpu(uv_da, "uv_da");
+    TORCH_CHECK(uv_da.dim() == 4 && uv_da.size(3) == 4 && uv_da.size(0) == uv.size(0) && uv_da.size(1) == uv.size(1) &&
+                    uv_da.size(2) == uv.size(2), "uv_da must be (B, H, W, 4)");
+  }
+}
+
+}  // namespace
+
+at::Tensor texture_fwd(const at::Tensor& mips, const at::Tensor& levels, const at::Tensor& uv, const at::Tensor& uv_da,
+                       int64_t filter, int64_t boundary) {
+  check_texture_args(mips, uv, uv_da, filter, boundary);
+  const auto lv = mip_levels(levels, mips);
+  const int64_t B = uv.size(0), N = uv.size(1) * uv.size(2), C = mips.size(2), T = mips.size(1);
+  at::Tensor out = alloc({B, uv.size(1), uv.size(2), C}, mips.options());
+  AT_DISPATCH_FLOATING_TYPES(mips.scalar_type(), "texture_fwd", [&] {
+    using S = scalar_t;
+    at::parallel_for(0, B * N, 1024, [&](int64_t i0, int64_t i1) {
+      int64_t idx[8];
+      S w[8], du[8], dv[8];
+      for (int64_t i = i0; i < i1; ++i) {
+        const S* tex = mips.data_ptr<S>() + (mips.size(0) == 1 ? 0 : (i / N) * T * C);
+        const int n = mesh::pixel_taps(lv.data(), int(lv.size()), uv.data_ptr<S>() + 2 * i, filter == 2 ? uv_da.data_ptr<S>() + 4 * i : nullptr,
+                                 int(filter), int(boundary), idx, w, du, dv);
+        S* o = out.data_ptr<S>() + i * C;
+        for (int64_t c = 0; c < C; ++c) o[c] = S(0);
+        for (int k = 0; k < n; ++k)
+          for (int64_t c = 0; c < C; ++c) o[c] += w[k] * tex[idx[k] * C + c];
+      }
+    });
+  });
+  return out;
+}
+
+std::vector<at::Tensor> texture_bwd(const at::Tensor& mips, const at::Tensor& levels, const at::Tensor& uv,
+                                    const at::Tensor& uv_da, int64_t filter, int64_t boundary, const at::Tensor& g_out) {
+  check_texture_args(mips, uv, uv_da, filter, boundary);
+  check_cpu(g_out, "g_out");
+  const auto lv = mip_levels(levels, mips);
+  const int64_t B = uv.size(0), N = uv.size(1) * uv.size(2), C = mips.size(2), T = mips.size(1);
+  TORCH_CHECK(g_out.dim() == 4 && g_out.size(0) == B && g_out.size(1) * g_out.size(2) == N && g_out.size(3) == C,
+              "g_out must be (B, H, W, C)");
+  at::Tensor g_mips = at::zeros_like(mips), g_uv = alloc(uv.sizes(), uv.options());
+  AT_DISPATCH_FLOATING_TYPES(mips.scalar_type(), "texture_bwd", [&] {
+    using S = scalar_t;
+    const S* gp = g_out.data_ptr<S>();
+    at::parallel_for(0, B * N, 1024, [&](int64_t i0, int64_t i1) {
+      int64_t idx[8];
+      S w[8], du[8], dv[8];
+      for (int64_t i = i0; i < i1; ++i) {
+        const S* tex = mips.data_ptr<S>() + (mips.size(0) == 1 ? 0 : (i / N) * T * C);
+        const int n = mesh::pixel_taps(lv.data(), int(lv.size()), uv.data_ptr<S>() + 2 * i, filter == 2 ? uv_da.data_ptr<S>() + 4 * i : nullptr,
+                                 int(filter), int(boundary), idx, w, du, dv);
+        S gu = S(0), gv = S(0);
+        for (int k = 0; k < n; ++k) {
+          S dot = S(0);
+          for (int64_t c = 0; c < C; ++c) dot += gp[i * C + c] * tex[idx[k] * C + c];
+          gu += du[k] * dot;
+          gv += dv[k] * dot;
+        }
+        g_uv.data_ptr<S>()[2 * i] = gu;
+        g_uv.data_ptr<S>()[2 * i + 1] = gv;
+      }
+    });
+    const bool shared = mips.size(0) == 1;
+    by_owner(T, [&](int64_t t0, int64_t t1) {
+      int64_t idx[8];
+      S w[8], du[8], dv[8];
+      for (int64_t i = 0; i < B * N; ++i) {
+        const int n = mesh::pixel_taps(lv.data(), int(lv.size()), uv.data_ptr<S>() + 2 * i, filter == 2 ? uv_da.data_ptr<S>() + 4 * i : nullptr,
+                                 int(filter), int(boundary), idx, w, du, dv);
+        S* g = g_mips.data_ptr<S>() + (shared ? 0 : (i / N) * T * C);
+        for (int k = 0; k < n; ++k) {
+          if (idx[k] < t0 || idx[k] >= t1 || w[k] == S(0)) continue;
+          for (int64_t c = 0; c < C; ++c) g[idx[k] * C + c] += w[k] * gp[i * C + c];
+        }
+      }
+    });
+  });
+  return {g_mips, g_uv};
+}
+
+namespace {
+
+void check_antialias(const at::Tensor& color, const at::Tensor& rast, const at::Tensor& pos, const at::Tensor& tri,
+                     const at::Tensor& nbr) {
+  check_cpu(color, "color");
+  check_pos_tri(pos, tri);
+  check_rast(rast, "rast", tri.size(0));
+  check_cpu(nbr, "neighbours");
+  TORCH_CHECK(color.dim() == 4 && color.size(0) == rast.size(0) && color.size(1) == rast.size(1) &&
+                  color.size(2) == rast.size(2), "color must be (B, H, W, C) like rast");
+  TORCH_CHECK(color.scalar_type() == pos.scalar_type() && rast.scalar_type() == pos.scalar_type(),
+              "color, rast and pos must share a dtype");
+  TORCH_CHECK(pos.size(0) == rast.size(0), "pos must have rast's batch");
+  TORCH_CHECK(nbr.sizes() == tri.sizes() && nbr.scalar_type() == at::kInt, "neighbours must be (F, 3) int32");
+  if (nbr.numel()) TORCH_CHECK(nbr.min().item<int64_t>() >= -1 && nbr.max().item<int64_t>() < tri.size(0), "neighbours index outside the mesh");
+}
+
+}  // namespace
+
+at::Tensor antialias_fwd(const at::Tensor& color, const at::Tensor& rast, const at::Tensor& pos, const at::Tensor& tri,
+                         const at::Tensor& nbr) {
+  check_antialias(color, rast, pos, tri, nbr);
+  const int64_t B = color.size(0), H = color.size(1), W = color.size(2), N = H * W, C = color.size(3), V = pos.size(1);
+  at::Tensor out = alloc(color.sizes(), color.options());
+  AT_DISPATCH_FLOATING_TYPES(color.scalar_type(), "antialias_fwd", [&] {
+    using S = scalar_t;
+    at::parallel_for(0, B * N, 512, [&](int64_t i0, int64_t i1) {
+      for (int64_t g = i0; g < i1; ++g) {
+        const int64_t b = g / N, i = g % N;
+        const S* col = color.data_ptr<S>() + b * N * C;
+        const S* rp = rast.data_ptr<S>() + b * N * 4;
+        const S* pp = pos.data_ptr<S>() + b * V * 4;
+        mesh::antialias_pixel(col, rp, pp, tri.data_ptr<int32_t>(), nbr.data_ptr<int32_t>(), W, H, C, i,
+                              out.data_ptr<S>() + g * C);
+      }
+    });
+  });
+  return out;
+}
+
+std::vector<at::Tensor> antialias_bwd(const at::Tensor& color, const at::Tensor& rast, const at::Tensor& pos,
+                                      const at::Tensor& tri, const at::Tensor& nbr, const at::Tensor& g_out) {
+  check_antialias(color, rast, pos, tri, nbr);
+  check_cpu(g_out, "g_out");
+  TORCH_CHECK(g_out.sizes() == color.sizes(), "g_out must match color");
+  const int64_t B = color.size(0), H = color.size(1), W = color.size(2), N = H * W, C = color.size(3), V = pos.size(1);
+  at::Tensor g_color = alloc(color.sizes(), color.options()), g_pos = at::zeros_like(pos);
+  AT_DISPATCH_FLOATING_TYPES(color.scalar_type(), "antialias_bwd", [&] {
+    using S = scalar_t;
+    const int32_t* tp = tri.data_ptr<int32_t>();
+    const int32_t* np = nbr.data_ptr<int32_t>();
+    // per pixel and direction: the two edge vertices and their (x, y, w) gradients
+    std::vector<int32_t> vid(N * 4);
+    std::vector<S> part(N * 12);
+    for (int64_t b = 0; b < B; ++b) {
+      const S* col = color.data_ptr<S>() + b * N * C;
+      const S* go = g_out.data_ptr<S>() + b * N * C;
+      const S* rp = rast.data_ptr<S>() + b * N * 4;
+      const S* pp = pos.data_ptr<S>() + b * V * 4;
+      S* gc = g_color.data_ptr<S>() + b * N * C;
+      at::parallel_for(0, N, 512, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          mesh::antialias_pixel_backward(col, go, rp, pp, tp, np, W, H, C, i, gc + i * C, vid.data() + 4 * i,
+                                         part.data() + 12 * i);
+        }
+      });
+      S* out = g_pos.data_ptr<S>() + b * V * 4;
+      by_owner(V, [&](int64_t v0, int64_t v1) {
+        for (int64_t i = 0; i < N; ++i)
+          for (int k = 0; k < 4; ++k) {
+            const int64_t v = vid[4 * i + k];
+            if (v < v0 || v >= v1) continue;
+            const S* g = part.data() + 12 * i + 3 * k;
+            out[4 * v] += g[0]; out[4 * v + 1] += g[1]; out[4 * v + 3] += g[2];
+          }
+      });
+    }
+  });
+  return {g_color, g_pos};
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("set_poison", &splat::set_poison);
+  m.def("rasterize_fwd", &rasterize_fwd);
+  m.def("rasterize_bwd", &rasterize_bwd);
+  m.def("interpolate_fwd", &interpolate_fwd);
+  m.def("interpolate_bwd", &interpolate_bwd);
+  m.def("texture_fwd", &texture_fwd);
+  m.def("texture_bwd", &texture_bwd);
+  m.def("antialias_fwd", &antialias_fwd);
+  m.def("antialias_bwd", &antialias_bwd);
+}
