@@ -35,6 +35,8 @@ setup(
         "psutil>=5.9",
         "trimesh>=4",
         "scikit-image>=0.22",  # marching cubes for NeRF meshes
+        "xatlas>=0.0.9",  # UV unwrapping of meshes to texture
+        "OpenEXR>=3.2",  # .exr environment maps
         "tensorboard>=2.14",  # training curves (torch.utils.tensorboard writes its event files)
         "matplotlib>=3.7",  # renders/curves.png
         # the open default body model (Apache-2.0 code, CC0 MakeHuman assets); converted once and cached

@@ -19,7 +19,7 @@ LAYERS = [
     ("rendering", ("engine.rendering",)),
     ("guidance", ("engine.guidance",)),
     ("training", ("engine.losses", "engine.strategies", "engine.sfm", "engine.body_", "engine.train_bench",
-                  "engine.sds_bench",
+                  "engine.sds_bench", "engine.mesh_bench",
                   "engine.training",
                   "engine.methods", "engine.registry")),
     ("viewer", ("viewer",)),

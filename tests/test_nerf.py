@@ -175,8 +175,26 @@ def test_train_nerf_job_metrics_and_resume(tmp_path):
     again = trimesh.load(tmp_path / "again.ply", process=False)
     assert np.array_equal(again.faces, mesh.faces) and np.allclose(again.vertices, mesh.vertices)
     r = run_cli("export", run, "--format", "mesh", "--mesh-resolution", "48", "--mesh-threshold", "1",
-                "--out", tmp_path / "m.obj")
+                "--texture-size", "0", "--out", tmp_path / "m.obj")
     assert r.returncode == 0 and (tmp_path / "m.obj").stat().st_size > 0, r.stderr[-2000:]
+    # a UV-textured GLB baked from the field: it looks like the vertex-coloured mesh, and the viewer shows it
+    r = run_cli("export", run, "--format", "mesh", "--mesh-resolution", "48", "--mesh-threshold", "1",
+                "--texture-size", "256", "--out", tmp_path / "tex" / "m.glb")
+    assert r.returncode == 0 and "texture baked" in r.stdout, r.stderr[-2000:]
+    from engine.rendering.mesh import MeshRenderer
+    from scenes.mesh_files import read_textured_mesh
+    from tests.test_mesh_rendering import around, psnr
+
+    textured, plain = read_textured_mesh(tmp_path / "tex" / "m.glb"), read_textured_mesh(tmp_path / "again.ply")
+    assert textured.uvs is not None and textured.parts[0].material.base_color.shape == (256, 256, 3)
+    cams = around(plain, 3, 96, 96, seed=0)
+    a = MeshRenderer(plain).render(cams, "unlit", antialias=False)
+    b = MeshRenderer(textured).render(cams, "unlit", antialias=False)
+    quality("NeRF texture bake vs vertex colours, PSNR dB", psnr(b.rgb, a.rgb, a.alpha), ">", 24)
+    r = run_cli("view", tmp_path / "tex" / "m.glb", "--png", tmp_path / "tex.png", "--width", "160", "--height", "120")
+    assert r.returncode == 0, r.stderr[-2000:]
+    img = iio.imread(tmp_path / "tex.png")
+    assert (np.abs(img[..., :3].astype(int) - 255).max(-1) > 10).mean() > 0.05
     from tests.conftest import assert_one_clear_line
 
     assert_one_clear_line(run_cli("export", run, "--format", "ply"), [str(run), "--format mesh"])

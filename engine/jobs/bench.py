@@ -512,6 +512,90 @@ class BenchSds:
 
 
 @dataclass
+class BenchMesh:
+    """The differentiable mesh chain (rasterize, interpolate, texture linear-mipmap-linear, antialias),
+    forward and backward, native kernels against the torch reference in the same run."""
+
+    json: Optional[Path] = None
+    """Write the records here (a JSON list, one record per case)."""
+    device: Literal["cpu", "cuda"] = "cpu"
+    faces: tuple[int, ...] = (10_000, 100_000, 1_000_000)
+    resolutions: tuple[str, ...] = ("256x256", "512x512", "1024x1024")
+    repeats: int = 5
+    """Timed runs per case (the median is reported), after one warm-up."""
+    reference_budget: int = 2_000_000_000
+    """Largest pixels × faces the brute-force reference is run on (it is O(pixels·faces)); above it
+    the reference fields are null."""
+    profile: bool = False
+    """Also print where the native chain's time goes, op by op (at 100k faces, 512²)."""
+    seed: int = 0
+    debug: bool = False
+
+    def check(self) -> None:
+        check_option(self.faces and all(8 <= n <= 20_000_000 for n in self.faces), "faces", self.faces,
+                     "must be 8 to 20000000 faces each")
+        for res in self.resolutions:
+            w, _, h = res.lower().partition("x")
+            check_option(w.isdigit() and h.isdigit() and 1 <= int(w) <= 8192 and 1 <= int(h) <= 8192,
+                         "resolutions", res, "each must be WIDTHxHEIGHT, 1 to 8192 pixels a side")
+        check_option(1 <= self.repeats <= 1000, "repeats", self.repeats, "must be 1 to 1000")
+        check_option(self.reference_budget >= 0, "reference_budget", self.reference_budget, "must be 0 or more")
+        check_option(self.seed >= 0, "seed", self.seed, "must be 0 or more")
+
+    def run(self) -> None:
+        import torch
+        from rich.table import Table
+
+        from engine.io import atomic_write_json
+        from engine.mesh_bench import bench_scene, native_chain, profile_chain, reference_chain, time_chain
+        from engine.progress import console
+
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise InputError(None, "--device cuda was asked for, but torch sees no CUDA GPU")
+        records = []
+        table = Table(title=f"mesh chain forward + backward, {self.device}, {torch.get_num_threads()} threads")
+        for col in ("faces", "image", "fwd ms", "bwd ms", "fwd+bwd ms", "ref fwd ms", "ref bwd ms", "speed-up",
+                    "peak MB"):
+            table.add_column(col, justify="right")
+        for res in self.resolutions:
+            width, height = (int(v) for v in res.lower().split("x"))
+            for n in self.faces:
+                scene = bench_scene(n, width, height, self.seed, self.device)
+                time_chain(native_chain, scene, height, width, 1, self.device)
+                if self.device == "cuda":
+                    torch.cuda.reset_peak_memory_stats()
+                    fwd, bwd = time_chain(native_chain, scene, height, width, self.repeats, self.device)
+                    peak = torch.cuda.max_memory_allocated() / 2**20
+                else:
+                    with _PeakHeap() as mem:
+                        fwd, bwd = time_chain(native_chain, scene, height, width, self.repeats, self.device)
+                    peak = mem.mb
+                ref_fwd = ref_bwd = None
+                if self.device == "cpu" and width * height * len(scene["tri"]) <= self.reference_budget:
+                    ref_fwd, ref_bwd = time_chain(reference_chain, scene, height, width, 1, self.device)
+                rec = {"faces": len(scene["tri"]), "width": width, "height": height, "fwd_ms": fwd, "bwd_ms": bwd,
+                       "ref_fwd_ms": ref_fwd, "ref_bwd_ms": ref_bwd, "peak_mem_mb": peak, "device": self.device,
+                       "threads": torch.get_num_threads(),
+                       "speedup_vs_ref": ((ref_fwd + ref_bwd) / (fwd + bwd)) if ref_fwd else None}
+                records.append(rec)
+                fmt = lambda v: "—" if v is None else f"{v:.1f}"  # noqa: E731
+                table.add_row(f"{rec['faces']:,}", res, fmt(fwd), fmt(bwd), fmt(fwd + bwd), fmt(ref_fwd), fmt(ref_bwd),
+                              "—" if rec["speedup_vs_ref"] is None else f"{rec['speedup_vs_ref']:.0f}×", f"{peak:.0f}")
+                log.info("faces=%d %s: fwd %.1f ms, bwd %.1f ms", n, res, fwd, bwd)
+        console.print(table)
+        if self.profile:
+            prof = Table(title="where the time goes: 100k faces at 512×512 (median ms per op)")
+            prof.add_column("op")
+            prof.add_column("ms", justify="right")
+            for k, v in profile_chain(bench_scene(100_000, 512, 512, self.seed), 512, 512).items():
+                prof.add_row(k, f"{v:.2f}")
+            console.print(prof)
+        if self.json:
+            atomic_write_json(self.json, records)
+            console.print(f"wrote {self.json}")
+
+
+@dataclass
 class BenchJob:
     """Benchmarks: print a table and, with --json, write the records."""
 
@@ -519,7 +603,8 @@ class BenchJob:
                                                  Annotated[BenchSfm, tyro.conf.subcommand("sfm")],
                                                  Annotated[BenchBody, tyro.conf.subcommand("body")],
                                                  Annotated[BenchTrain, tyro.conf.subcommand("train")],
-                                                 Annotated[BenchSds, tyro.conf.subcommand("sds")]]]
+                                                 Annotated[BenchSds, tyro.conf.subcommand("sds")],
+                                                 Annotated[BenchMesh, tyro.conf.subcommand("mesh")]]]
 
     def check(self) -> None:
         if hasattr(self.case, "check"):

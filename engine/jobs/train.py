@@ -107,6 +107,9 @@ class ExportJob:
     mesh_resolution: int = 256
     mesh_threshold: float = MESH_THRESHOLD
     """Density level of the mesh surface."""
+    texture_size: int = 1024
+    """A NeRF mesh written as .obj or .glb gets UVs (xatlas) and the field's colour baked into a
+    texture of this size; 0 keeps vertex colours. PLY always has vertex colours."""
     debug: bool = False
 
     def check(self) -> None:
@@ -114,6 +117,8 @@ class ExportJob:
         from engine.training.options import finite
 
         check_option(8 <= self.mesh_resolution <= 1024, "mesh_resolution", self.mesh_resolution, "must be 8 to 1024")
+        check_option(self.texture_size == 0 or 16 <= self.texture_size <= 8192, "texture_size", self.texture_size,
+                     "must be 0 (vertex colours) or 16 to 8192")
         check_option(finite(self.mesh_threshold) and self.mesh_threshold > 0, "mesh_threshold", self.mesh_threshold,
                      "must be a positive density")
 

@@ -161,8 +161,10 @@ class NerfModel:
         return render_field(self.field, self.grid, camera, self.dt, self.background, self.cone)
 
 
-def export_mesh(model: NerfModel, path: Path, resolution: int, threshold: float) -> dict:
-    """exports/mesh.ply (or any suffix trimesh writes): marching cubes on the density, vertex colours."""
+def export_mesh(model: NerfModel, path: Path, resolution: int, threshold: float, texture_size: int = 0) -> dict:
+    """exports/mesh.ply (or any suffix trimesh writes): marching cubes on the density, vertex colours.
+    With texture_size > 0 and an .obj or .glb path: UVs by xatlas and the field's colour baked into a
+    texture_size² texture (each texel seen from outside along the surface normal) instead."""
     from engine.progress import progress
     from scenes.nerf_mesh import field_mesh, save_mesh
 
@@ -172,9 +174,36 @@ def export_mesh(model: NerfModel, path: Path, resolution: int, threshold: float)
     v = mesh["vertices"]
     if not len(mesh["faces"]):
         raise InputError(path, f"the field has no surface above density {threshold:g}; lower --mesh-threshold")
-    save_mesh(mesh, path)
-    return {"path": str(path), "vertices": len(v), "faces": len(mesh["faces"]), "resolution": resolution,
+    info = {"path": str(path), "vertices": len(v), "faces": len(mesh["faces"]), "resolution": resolution,
             "threshold": threshold, "bounds": [v.min(0).tolist(), v.max(0).tolist()] if len(v) else None}
+    if texture_size > 0 and path.suffix.lower() in (".obj", ".glb"):
+        info.update(bake_field_texture(model, mesh, path, texture_size))
+    else:
+        save_mesh(mesh, path)
+    return info
+
+
+def bake_field_texture(model: NerfModel, mesh: dict, path: Path, size: int) -> dict:
+    """Unwrap a field's mesh (xatlas) and bake the field's colour into a UV texture; write OBJ+MTL+PNG
+    or GLB with a pbrMetallicRoughness material."""
+    from engine.rendering.mesh import bake_function
+    from scenes.mesh_files import write_glb, write_obj
+    from scenes.textured_mesh import Material, TexturedMesh, unwrap, uv_overlap
+
+    t0 = time.perf_counter()
+    log.info("unwrapping %d faces with xatlas", len(mesh["faces"]))
+    tm = unwrap(TexturedMesh(torch.as_tensor(mesh["vertices"], dtype=torch.float32),
+                             torch.as_tensor(mesh["faces"], dtype=torch.int64),
+                             normals=torch.as_tensor(mesh["normals"], dtype=torch.float32)))
+    t1 = time.perf_counter()
+    field = model.field
+    tex = bake_function(tm, lambda p, n: field(p.to(next(field.parameters()).device),
+                                               -n.to(next(field.parameters()).device))[1].clamp(0, 1), size)
+    tm = tm.with_material(Material(name="baked", base_color=tex, roughness=1.0, metallic=0.0))
+    (write_glb if path.suffix.lower() == ".glb" else write_obj)(tm, path)
+    covered, twice = uv_overlap(tm, 256)
+    return {"texture_size": size, "uv_vertices": len(tm.vertices), "uv_coverage": covered, "uv_overlap": twice,
+            "unwrap_seconds": t1 - t0, "bake_seconds": time.perf_counter() - t1}
 
 
 class Nerf(ReconstructionMethod):
@@ -261,5 +290,7 @@ class Nerf(ReconstructionMethod):
         if out.suffix.lower() not in (".ply", ".obj", ".glb", ".off", ".stl"):
             raise InputError(out, "a mesh is written as .ply, .obj, .glb, .off or .stl")
         model = NerfModel.from_checkpoint(ckpt, source / "checkpoints" / "last.pt")
-        info = export_mesh(model, out, options.mesh_resolution, options.mesh_threshold)
-        return f"wrote {out} ({info['vertices']:,} vertices, {info['faces']:,} faces)"
+        info = export_mesh(model, out, options.mesh_resolution, options.mesh_threshold,
+                           getattr(options, "texture_size", 0))
+        tex = f", a {info['texture_size']}² texture baked from the field" if "texture_size" in info else ""
+        return f"wrote {out} ({info['vertices']:,} vertices, {info['faces']:,} faces{tex})"
