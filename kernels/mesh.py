@@ -88,16 +88,37 @@ def interpolate(attr: Tensor, rast: Tensor, tri: Tensor, rast_db: Tensor | None 
     return _Interpolate.apply(attr, rast.contiguous(), _tri(tri), rast_db)
 
 
+class _Box2(torch.autograd.Function):
+    """The 2×2 box average of a (B, h, w, C) image with even sides, in its channels-last layout (no
+    transposes: 4× faster than avg_pool2d here), and its backward as one broadcast copy."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return (x[:, 0::2, 0::2] + x[:, 1::2, 0::2] + x[:, 0::2, 1::2] + x[:, 1::2, 1::2]) * 0.25
+
+    @staticmethod
+    def backward(ctx, g):
+        B, h, w, C = g.shape
+        out = g.new_empty(B, 2 * h, 2 * w, C)
+        quarter = g * 0.25
+        for a in (0, 1):
+            for b in (0, 1):
+                out[:, a::2, b::2] = quarter
+        return out
+
+
 def mip_pyramid(tex: Tensor, max_levels: int | None = None) -> list[Tensor]:
     """(Bt, h, w, C) → levels down to 1×1 (or max_levels + 1 levels), each the 2×2 box average of the
     one above (area average for odd sizes); differentiable, so gradients reach the base texture."""
     levels = [tex]
     while max(levels[-1].shape[1:3]) > 1 and (max_levels is None or len(levels) <= max_levels):
         h, w = levels[-1].shape[1:3]
-        x = levels[-1].permute(0, 3, 1, 2)
-        size = (max(1, h // 2), max(1, w // 2))
-        x = F.avg_pool2d(x, 2) if h % 2 == 0 and w % 2 == 0 else F.interpolate(x, size=size, mode="area")
-        levels.append(x.permute(0, 2, 3, 1))
+        x = levels[-1]
+        if h % 2 == 0 and w % 2 == 0:
+            levels.append(_Box2.apply(x))
+        else:
+            size = (max(1, h // 2), max(1, w // 2))
+            levels.append(F.interpolate(x.permute(0, 3, 1, 2), size=size, mode="area").permute(0, 2, 3, 1))
     return levels
 
 
@@ -114,6 +135,60 @@ class _Texture(torch.autograd.Function):
         flat, layout, uv, uv_da = ctx.saved_tensors
         g_flat, g_uv = _ops(flat).texture_bwd(flat, layout, uv, uv_da, *ctx.modes, g_out.contiguous())
         return g_flat, None, g_uv, None, None, None
+
+
+def _layout(sizes: list[tuple[int, int]]) -> Tensor:
+    """(L, 3) width, height and first texel of each level in the flat buffer."""
+    offsets = torch.tensor([0] + [w * h for w, h in sizes]).cumsum(0)[:-1]
+    return torch.tensor([[w, h, int(o)] for (w, h), o in zip(sizes, offsets)], dtype=torch.int64)
+
+
+def _box_levels(shape: tuple[int, int], max_levels: int | None) -> list[tuple[int, int]] | None:
+    """(w, h) of each level when every level halves an even-sided parent (a 2×2 box pyramid), else None."""
+    h, w = shape
+    sizes = [(w, h)]
+    while max(h, w) > 1 and (max_levels is None or len(sizes) <= max_levels):
+        if h % 2 or w % 2:
+            return None
+        h, w = h // 2, w // 2
+        sizes.append((w, h))
+    return sizes
+
+
+class _TexturePyramid(torch.autograd.Function):
+    """Mipmapped sampling of a texture whose pyramid is 2×2 boxes all the way: the pyramid is built
+    without autograd, and the backward folds each level's gradient into the level below it in place
+    (÷4 per texel) — one pass per level instead of autograd's buffers for every box average."""
+
+    @staticmethod
+    def forward(ctx, tex, uv, uv_da, sizes, boundary_id):
+        B, C = tex.shape[0], tex.shape[-1]
+        layout = _layout(sizes)
+        flat = torch.empty(B, int(layout[-1, 2]) + sizes[-1][0] * sizes[-1][1], C, dtype=tex.dtype, device=tex.device)
+        level = tex
+        for k, (w, h) in enumerate(sizes):
+            if k:
+                level = (level[:, 0::2, 0::2] + level[:, 1::2, 0::2] + level[:, 0::2, 1::2] + level[:, 1::2, 1::2]) * 0.25
+            flat[:, int(layout[k, 2]):int(layout[k, 2]) + w * h] = level.reshape(B, w * h, C)
+        out = _ops(flat).texture_fwd(flat, layout, uv, uv_da, FILTERS["linear-mipmap-linear"], boundary_id)
+        ctx.save_for_backward(flat, layout, uv, uv_da)
+        ctx.sizes, ctx.boundary = sizes, boundary_id
+        return out
+
+    @staticmethod
+    def backward(ctx, g_out):
+        flat, layout, uv, uv_da = ctx.saved_tensors
+        g_flat, g_uv = _ops(flat).texture_bwd(flat, layout, uv, uv_da, FILTERS["linear-mipmap-linear"], ctx.boundary,
+                                              g_out.contiguous())
+        B, C = flat.shape[0], flat.shape[-1]
+        levels = [g_flat[:, int(layout[k, 2]):int(layout[k, 2]) + w * h].view(B, h, w, C)
+                  for k, (w, h) in enumerate(ctx.sizes)]
+        for k in range(len(levels) - 1, 0, -1):
+            quarter = levels[k] * 0.25
+            for a in (0, 1):  # four strided adds: 8× faster here than one broadcast add
+                for b in (0, 1):
+                    levels[k - 1][:, a::2, b::2].add_(quarter)
+        return levels[0], g_uv, None, None, None
 
 
 def texture(tex: Tensor, uv: Tensor, uv_da: Tensor | None = None, filter_mode: str = "auto",
@@ -133,15 +208,17 @@ def texture(tex: Tensor, uv: Tensor, uv_da: Tensor | None = None, filter_mode: s
     if filter_mode == "linear-mipmap-linear" and uv_da is None:
         raise ValueError("linear-mipmap-linear needs uv_da (interpolate(..., rast_db=...))")
     tex = tex.to(uv.dtype)
+    da = uv_da.contiguous() if uv_da is not None else uv
+    if filter_mode == "linear-mipmap-linear" and mips is None:
+        sizes = _box_levels(tuple(tex.shape[1:3]), max_mip_level)
+        if sizes is not None and len(sizes) > 1:
+            return _TexturePyramid.apply(tex.contiguous(), uv.contiguous(), da, sizes, BOUNDARIES[boundary_mode])
     if filter_mode == "linear-mipmap-linear":
         levels = mips if mips is not None else mip_pyramid(tex, max_mip_level)
     else:
         levels = [tex]
-    sizes = [(lv.shape[2], lv.shape[1]) for lv in levels]
-    offsets = torch.tensor([0] + [w * h for w, h in sizes]).cumsum(0)[:-1]
-    layout = torch.tensor([[w, h, int(o)] for (w, h), o in zip(sizes, offsets)], dtype=torch.int64)
+    layout = _layout([(lv.shape[2], lv.shape[1]) for lv in levels])
     flat = torch.cat([lv.reshape(lv.shape[0], -1, lv.shape[-1]) for lv in levels], 1).contiguous()
-    da = uv_da.contiguous() if uv_da is not None else uv
     return _Texture.apply(flat, layout, uv.contiguous(), da, FILTERS[filter_mode], BOUNDARIES[boundary_mode])
 
 

@@ -523,7 +523,7 @@ class BenchMesh:
     resolutions: tuple[str, ...] = ("256x256", "512x512", "1024x1024")
     repeats: int = 5
     """Timed runs per case (the median is reported), after one warm-up."""
-    reference_budget: int = 2_000_000_000
+    reference_budget: int = 7_000_000_000
     """Largest pixels × faces the brute-force reference is run on (it is O(pixels·faces)); above it
     the reference fields are null."""
     profile: bool = False

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <memory>
 #include <vector>
 
 #include "mesh_math.h"
@@ -148,6 +149,27 @@ void raster_tile(const Setup<S>& st, const int32_t* list, int64_t n, int64_t tx,
       const S r0 = bb[0] * py, r1 = bb[1] * py, r2 = bb[2] * py;
       S* dp = depth + (Y - Y0) * TS;
       int32_t* bp = best + (Y - Y0) * TS;
+      if (t.exact && xb - xa <= 8) {
+        // a small triangle: test the integers first, the depth only where it covers
+        const int64_t q0 = ib[0] * Y * mesh::SUBPIXEL + ic[0], q1 = ib[1] * Y * mesh::SUBPIXEL + ic[1],
+                      q2 = ib[2] * Y * mesh::SUBPIXEL + ic[2];
+        for (int64_t X = xa; X < xb; ++X) {
+          const int64_t XS = X * mesh::SUBPIXEL;
+          const int64_t s0 = ia[0] * XS + q0, s1 = ia[1] * XS + q1, s2 = ia[2] * XS + q2;
+          if (!((s0 > 0 || (s0 == 0 && tie[0])) && (s1 > 0 || (s1 == 0 && tie[1])) && (s2 > 0 || (s2 == 0 && tie[2]))))
+            continue;
+          const S x = px[X - X0];
+          const S e0 = (a[0] * x + r0) + c[0], e1 = (a[1] * x + r1) + c[1], e2 = (a[2] * x + r2) + c[2];
+          const S ze = (e0 * t.z[0] + e1 * t.z[1]) + e2 * t.z[2];
+          const S we = (e0 * t.w[0] + e1 * t.w[1]) + e2 * t.w[2];
+          const S d = ze / we;
+          if (we != S(0) && d >= S(-1) && d <= S(1) && d < dp[X - X0]) {
+            dp[X - X0] = d;
+            bp[X - X0] = f;
+          }
+        }
+        continue;
+      }
       if (t.exact) {
         // the same integers as mesh::inside_exact (e is linear in X, Y: no rounding anywhere)
         const int64_t q0 = ib[0] * Y * mesh::SUBPIXEL + ic[0], q1 = ib[1] * Y * mesh::SUBPIXEL + ic[1],
@@ -187,6 +209,7 @@ void raster_tile(const Setup<S>& st, const int32_t* list, int64_t n, int64_t tx,
   }
   const S sx = S(2) / S(W), sy = S(2) / S(H);
   for (int64_t Y = Y0; Y < Y1; ++Y) {
+    const S py = S(mesh::ndc(Y, H));
     for (int64_t X = X0; X < X1; ++X) {
       const int64_t i = (Y - Y0) * TS + (X - X0);
       S* r = rast + 4 * (Y * W + X);
@@ -198,7 +221,7 @@ void raster_tile(const Setup<S>& st, const int32_t* list, int64_t n, int64_t tx,
       }
       const mesh::Tri<S>& t = st.tris[best[i]];
       S e[3];
-      for (int j = 0; j < 3; ++j) e[j] = mesh::edge_value(t.A[j], px[X - X0], S(mesh::ndc(Y, H)));
+      for (int j = 0; j < 3; ++j) e[j] = mesh::edge_value(t.A[j], px[X - X0], py);
       mesh::barycentrics(t, e, r[0], r[1]);
       r[2] = depth[i];
       r[3] = S(best[i] + 1);
@@ -298,12 +321,19 @@ std::vector<at::Tensor> interpolate_fwd(const at::Tensor& attr, const at::Tensor
   at::Tensor da = want_da ? alloc({B, H, W, 2 * C}, attr.options()) : at::empty({0}, attr.options());
   AT_DISPATCH_FLOATING_TYPES(attr.scalar_type(), "interpolate_fwd", [&] {
     using S = scalar_t;
+    // raw pointers out of the loops: a tensor accessor per pixel costs more than the pixel
     const int32_t* tp = tri.data_ptr<int32_t>();
+    const S* ap = attr.data_ptr<S>();
+    const S* rp = rast.data_ptr<S>();
+    const S* dbp = want_da ? rast_db.data_ptr<S>() : nullptr;
+    S* op = out.data_ptr<S>();
+    S* dap = want_da ? da.data_ptr<S>() : nullptr;
+    const bool shared = attr.size(0) == 1;
     at::parallel_for(0, B * N, 1024, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
-        const S* a = attr.data_ptr<S>() + (attr.size(0) == 1 ? 0 : (i / N) * V * C);
-        mesh::interpolate_pixel(rast.data_ptr<S>() + 4 * i, a, tp, C, want_da ? rast_db.data_ptr<S>() + 4 * i : nullptr,
-                                out.data_ptr<S>() + i * C, want_da ? da.data_ptr<S>() + i * 2 * C : nullptr);
+        const S* a = ap + (shared ? 0 : (i / N) * V * C);
+        mesh::interpolate_pixel(rp + 4 * i, a, tp, C, dbp ? dbp + 4 * i : nullptr, op + i * C,
+                                dap ? dap + i * 2 * C : nullptr);
       }
     });
   });
@@ -324,10 +354,14 @@ std::vector<at::Tensor> interpolate_bwd(const at::Tensor& attr, const at::Tensor
     const int32_t* tp = tri.data_ptr<int32_t>();
     const S* rp = rast.data_ptr<S>();
     const S* gp = g_out.data_ptr<S>();
+    const S* ap = attr.data_ptr<S>();
+    S* grp = g_rast.data_ptr<S>();
+    S* gap = g_attr.data_ptr<S>();
+    const bool shared_attr = attr.size(0) == 1;
     at::parallel_for(0, B * N, 1024, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
-        S* gr = g_rast.data_ptr<S>() + 4 * i;
-        const S* a = attr.data_ptr<S>() + (attr.size(0) == 1 ? 0 : (i / N) * V * C);
+        S* gr = grp + 4 * i;
+        const S* a = ap + (shared_attr ? 0 : (i / N) * V * C);
         mesh::interpolate_pixel_backward(rp + 4 * i, a, tp, C, gp + i * C, gr[0], gr[1]);
         gr[2] = gr[3] = S(0);
       }
@@ -339,7 +373,7 @@ std::vector<at::Tensor> interpolate_bwd(const at::Tensor& attr, const at::Tensor
         if (f < 0) continue;
         const S u = rp[4 * i], v = rp[4 * i + 1];
         const S w[3] = {u, v, S(1) - u - v};
-        S* ga = g_attr.data_ptr<S>() + (shared ? 0 : (i / N) * V * C);
+        S* ga = gap + (shared ? 0 : (i / N) * V * C);
         for (int k = 0; k < 3; ++k) {
           const int64_t vi = tp[3 * f + k];
           if (vi < v0 || vi >= v1) continue;
@@ -392,14 +426,20 @@ at::Tensor texture_fwd(const at::Tensor& mips, const at::Tensor& levels, const a
   at::Tensor out = alloc({B, uv.size(1), uv.size(2), C}, mips.options());
   AT_DISPATCH_FLOATING_TYPES(mips.scalar_type(), "texture_fwd", [&] {
     using S = scalar_t;
+    const S* mp = mips.data_ptr<S>();
+    const S* uvp = uv.data_ptr<S>();
+    const S* dap = filter == 2 ? uv_da.data_ptr<S>() : nullptr;
+    S* op = out.data_ptr<S>();
+    const bool shared = mips.size(0) == 1;
+    const int L = int(lv.size());
     at::parallel_for(0, B * N, 1024, [&](int64_t i0, int64_t i1) {
       int64_t idx[8];
       S w[8], du[8], dv[8];
       for (int64_t i = i0; i < i1; ++i) {
-        const S* tex = mips.data_ptr<S>() + (mips.size(0) == 1 ? 0 : (i / N) * T * C);
-        const int n = mesh::pixel_taps(lv.data(), int(lv.size()), uv.data_ptr<S>() + 2 * i, filter == 2 ? uv_da.data_ptr<S>() + 4 * i : nullptr,
-                                 int(filter), int(boundary), idx, w, du, dv);
-        S* o = out.data_ptr<S>() + i * C;
+        const S* tex = mp + (shared ? 0 : (i / N) * T * C);
+        const int n = mesh::pixel_taps(lv.data(), L, uvp + 2 * i, dap ? dap + 4 * i : nullptr, int(filter),
+                                       int(boundary), idx, w, du, dv);
+        S* o = op + i * C;
         for (int64_t c = 0; c < C; ++c) o[c] = S(0);
         for (int k = 0; k < n; ++k)
           for (int64_t c = 0; c < C; ++c) o[c] += w[k] * tex[idx[k] * C + c];
@@ -417,39 +457,58 @@ std::vector<at::Tensor> texture_bwd(const at::Tensor& mips, const at::Tensor& le
   const int64_t B = uv.size(0), N = uv.size(1) * uv.size(2), C = mips.size(2), T = mips.size(1);
   TORCH_CHECK(g_out.dim() == 4 && g_out.size(0) == B && g_out.size(1) * g_out.size(2) == N && g_out.size(3) == C,
               "g_out must be (B, H, W, C)");
-  at::Tensor g_mips = at::zeros_like(mips), g_uv = alloc(uv.sizes(), uv.options());
+  at::Tensor g_mips = alloc(mips.sizes(), mips.options()), g_uv = alloc(uv.sizes(), uv.options());
+  TORCH_CHECK(T < (int64_t(1) << 32), "at most 2^32 texels in a pyramid");
   AT_DISPATCH_FLOATING_TYPES(mips.scalar_type(), "texture_bwd", [&] {
     using S = scalar_t;
     const S* gp = g_out.data_ptr<S>();
+    // pass 1, by pixel: the uv gradient, and each tap's texel and weight (kept for pass 2)
+    std::unique_ptr<uint32_t[]> tap_idx(new uint32_t[B * N * 8]);  // uninitialised: pass 1 writes what pass 2 reads
+    std::unique_ptr<S[]> tap_w(new S[B * N * 8]);
+    std::unique_ptr<uint8_t[]> taps(new uint8_t[B * N]);
+    const S* mp = mips.data_ptr<S>();
+    const S* uvp = uv.data_ptr<S>();
+    const S* dap = filter == 2 ? uv_da.data_ptr<S>() : nullptr;
+    S* guv = g_uv.data_ptr<S>();
+    S* gm = g_mips.data_ptr<S>();
+    const bool shared = mips.size(0) == 1;
+    const int L = int(lv.size());
     at::parallel_for(0, B * N, 1024, [&](int64_t i0, int64_t i1) {
       int64_t idx[8];
       S w[8], du[8], dv[8];
       for (int64_t i = i0; i < i1; ++i) {
-        const S* tex = mips.data_ptr<S>() + (mips.size(0) == 1 ? 0 : (i / N) * T * C);
-        const int n = mesh::pixel_taps(lv.data(), int(lv.size()), uv.data_ptr<S>() + 2 * i, filter == 2 ? uv_da.data_ptr<S>() + 4 * i : nullptr,
-                                 int(filter), int(boundary), idx, w, du, dv);
+        const S* tex = mp + (shared ? 0 : (i / N) * T * C);
+        const int n = mesh::pixel_taps(lv.data(), L, uvp + 2 * i, dap ? dap + 4 * i : nullptr, int(filter),
+                                       int(boundary), idx, w, du, dv);
+        bool any = false;
+        for (int64_t c = 0; c < C; ++c) any = any || gp[i * C + c] != S(0);
         S gu = S(0), gv = S(0);
-        for (int k = 0; k < n; ++k) {
+        int kept = 0;
+        for (int k = 0; any && k < n; ++k) {
           S dot = S(0);
           for (int64_t c = 0; c < C; ++c) dot += gp[i * C + c] * tex[idx[k] * C + c];
           gu += du[k] * dot;
           gv += dv[k] * dot;
+          if (w[k] != S(0)) {
+            tap_idx[8 * i + kept] = uint32_t(idx[k]);
+            tap_w[8 * i + kept++] = w[k];
+          }
         }
-        g_uv.data_ptr<S>()[2 * i] = gu;
-        g_uv.data_ptr<S>()[2 * i + 1] = gv;
+        taps[i] = uint8_t(kept);
+        guv[2 * i] = gu;
+        guv[2 * i + 1] = gv;
       }
     });
-    const bool shared = mips.size(0) == 1;
+    // pass 2, by texel owner: zero its range, then add the taps that land in it, in pixel order
+    const int64_t Bt = mips.size(0);
     by_owner(T, [&](int64_t t0, int64_t t1) {
-      int64_t idx[8];
-      S w[8], du[8], dv[8];
+      for (int64_t b = 0; b < Bt; ++b) std::fill(gm + (b * T + t0) * C, gm + (b * T + t1) * C, S(0));
       for (int64_t i = 0; i < B * N; ++i) {
-        const int n = mesh::pixel_taps(lv.data(), int(lv.size()), uv.data_ptr<S>() + 2 * i, filter == 2 ? uv_da.data_ptr<S>() + 4 * i : nullptr,
-                                 int(filter), int(boundary), idx, w, du, dv);
-        S* g = g_mips.data_ptr<S>() + (shared ? 0 : (i / N) * T * C);
-        for (int k = 0; k < n; ++k) {
-          if (idx[k] < t0 || idx[k] >= t1 || w[k] == S(0)) continue;
-          for (int64_t c = 0; c < C; ++c) g[idx[k] * C + c] += w[k] * gp[i * C + c];
+        S* g = gm + (shared ? 0 : (i / N) * T * C);
+        for (int k = 0; k < taps[i]; ++k) {
+          const int64_t t = tap_idx[8 * i + k];
+          if (t < t0 || t >= t1) continue;
+          for (int64_t c = 0; c < C; ++c) g[t * C + c] += tap_w[8 * i + k] * gp[i * C + c];
         }
       }
     });
@@ -474,6 +533,14 @@ void check_antialias(const at::Tensor& color, const at::Tensor& rast, const at::
   if (nbr.numel()) TORCH_CHECK(nbr.min().item<int64_t>() >= -1 && nbr.max().item<int64_t>() < tri.size(0), "neighbours index outside the mesh");
 }
 
+template <typename S>
+void silhouettes(const S* pos, const int32_t* tri, const int32_t* nbr, int64_t B, int64_t V, int64_t F, int64_t W,
+                 int64_t H, uint8_t* sil) {
+  at::parallel_for(0, B * F, 4096, [&](int64_t b0, int64_t b1) {
+    for (int64_t g = b0; g < b1; ++g) sil[g] = mesh::face_silhouettes(pos + (g / F) * V * 4, tri, nbr, g % F, W, H);
+  });
+}
+
 }  // namespace
 
 at::Tensor antialias_fwd(const at::Tensor& color, const at::Tensor& rast, const at::Tensor& pos, const at::Tensor& tri,
@@ -483,14 +550,19 @@ at::Tensor antialias_fwd(const at::Tensor& color, const at::Tensor& rast, const 
   at::Tensor out = alloc(color.sizes(), color.options());
   AT_DISPATCH_FLOATING_TYPES(color.scalar_type(), "antialias_fwd", [&] {
     using S = scalar_t;
+    const int64_t F = tri.size(0);
+    std::vector<uint8_t> sil(B * F);
+    silhouettes(pos.data_ptr<S>(), tri.data_ptr<int32_t>(), nbr.data_ptr<int32_t>(), B, V, F, W, H, sil.data());
+    const S* cp = color.data_ptr<S>();
+    const S* rpp = rast.data_ptr<S>();
+    const S* ppp = pos.data_ptr<S>();
+    const int32_t* tp = tri.data_ptr<int32_t>();
+    S* op = out.data_ptr<S>();
     at::parallel_for(0, B * N, 512, [&](int64_t i0, int64_t i1) {
       for (int64_t g = i0; g < i1; ++g) {
         const int64_t b = g / N, i = g % N;
-        const S* col = color.data_ptr<S>() + b * N * C;
-        const S* rp = rast.data_ptr<S>() + b * N * 4;
-        const S* pp = pos.data_ptr<S>() + b * V * 4;
-        mesh::antialias_pixel(col, rp, pp, tri.data_ptr<int32_t>(), nbr.data_ptr<int32_t>(), W, H, C, i,
-                              out.data_ptr<S>() + g * C);
+        mesh::antialias_pixel(cp + b * N * C, rpp + b * N * 4, ppp + b * V * 4, tp, sil.data() + b * F, W, H, C, i,
+                              op + g * C);
       }
     });
   });
@@ -511,6 +583,9 @@ std::vector<at::Tensor> antialias_bwd(const at::Tensor& color, const at::Tensor&
     // per pixel and direction: the two edge vertices and their (x, y, w) gradients
     std::vector<int32_t> vid(N * 4);
     std::vector<S> part(N * 12);
+    const int64_t F = tri.size(0);
+    std::vector<uint8_t> sil(B * F);
+    silhouettes(pos.data_ptr<S>(), tp, np, B, V, F, W, H, sil.data());
     for (int64_t b = 0; b < B; ++b) {
       const S* col = color.data_ptr<S>() + b * N * C;
       const S* go = g_out.data_ptr<S>() + b * N * C;
@@ -519,7 +594,7 @@ std::vector<at::Tensor> antialias_bwd(const at::Tensor& color, const at::Tensor&
       S* gc = g_color.data_ptr<S>() + b * N * C;
       at::parallel_for(0, N, 512, [&](int64_t i0, int64_t i1) {
         for (int64_t i = i0; i < i1; ++i) {
-          mesh::antialias_pixel_backward(col, go, rp, pp, tp, np, W, H, C, i, gc + i * C, vid.data() + 4 * i,
+          mesh::antialias_pixel_backward(col, go, rp, pp, tp, sil.data() + b * F, W, H, C, i, gc + i * C, vid.data() + 4 * i,
                                          part.data() + 12 * i);
         }
       });

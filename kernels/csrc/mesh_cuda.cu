@@ -153,25 +153,34 @@ __global__ void tex_bwd_k(int64_t B, int64_t N, int64_t T, int64_t C, bool share
 }
 
 template <typename S>
-__global__ void aa_fwd_k(int64_t B, int64_t H, int64_t W, int64_t C, int64_t V, const S* color, const S* rast,
-                         const S* pos, const int32_t* tri, const int32_t* nbr, S* out) {
+__global__ void sil_k(int64_t B, int64_t V, int64_t F, int64_t W, int64_t H, const S* pos, const int32_t* tri,
+                      const int32_t* nbr, uint8_t* sil) {
+  const int64_t g = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (g >= B * F) return;
+  sil[g] = face_silhouettes(pos + (g / F) * V * 4, tri, nbr, g % F, W, H);
+}
+
+template <typename S>
+__global__ void aa_fwd_k(int64_t B, int64_t H, int64_t W, int64_t C, int64_t V, int64_t F, const S* color,
+                         const S* rast, const S* pos, const int32_t* tri, const uint8_t* sil, S* out) {
   const int64_t g = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t N = H * W;
   if (g >= B * N) return;
   const int64_t b = g / N;
-  antialias_pixel(color + b * N * C, rast + b * N * 4, pos + b * V * 4, tri, nbr, W, H, C, g % N, out + g * C);
+  antialias_pixel(color + b * N * C, rast + b * N * 4, pos + b * V * 4, tri, sil + b * F, W, H, C, g % N, out + g * C);
 }
 
 template <typename S>
-__global__ void aa_bwd_k(int64_t B, int64_t H, int64_t W, int64_t C, int64_t V, const S* color, const S* rast,
-                         const S* pos, const int32_t* tri, const int32_t* nbr, const S* g_out, S* g_color, S* g_pos) {
+__global__ void aa_bwd_k(int64_t B, int64_t H, int64_t W, int64_t C, int64_t V, int64_t F, const S* color,
+                         const S* rast, const S* pos, const int32_t* tri, const uint8_t* sil, const S* g_out,
+                         S* g_color, S* g_pos) {
   const int64_t g = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t N = H * W;
   if (g >= B * N) return;
   const int64_t b = g / N;
   int32_t vid[4];
   S part[12];
-  antialias_pixel_backward(color + b * N * C, g_out + b * N * C, rast + b * N * 4, pos + b * V * 4, tri, nbr, W, H, C,
+  antialias_pixel_backward(color + b * N * C, g_out + b * N * C, rast + b * N * 4, pos + b * V * 4, tri, sil + b * F, W, H, C,
                            g % N, g_color + g * C, vid, part);
   for (int k = 0; k < 4; ++k) {
     if (vid[k] < 0) continue;
@@ -232,16 +241,19 @@ void texture_bwd(int64_t B, int64_t N, int64_t T, int64_t C, bool shared, const 
 }
 
 template <typename S>
-void antialias_fwd(int64_t B, int64_t H, int64_t W, int64_t C, int64_t V, const S* color, const S* rast, const S* pos,
-                   const int32_t* tri, const int32_t* nbr, S* out) {
-  if (B * H * W) aa_fwd_k<S><<<blocks(B * H * W), BLOCK>>>(B, H, W, C, V, color, rast, pos, tri, nbr, out);
+void antialias_fwd(int64_t B, int64_t H, int64_t W, int64_t C, int64_t V, int64_t F, const S* color, const S* rast,
+                   const S* pos, const int32_t* tri, const int32_t* nbr, uint8_t* sil, S* out) {
+  if (B * F) sil_k<S><<<blocks(B * F), BLOCK>>>(B, V, F, W, H, pos, tri, nbr, sil);
+  if (B * H * W) aa_fwd_k<S><<<blocks(B * H * W), BLOCK>>>(B, H, W, C, V, F, color, rast, pos, tri, sil, out);
 }
 
 template <typename S>
-void antialias_bwd(int64_t B, int64_t H, int64_t W, int64_t C, int64_t V, const S* color, const S* rast, const S* pos,
-                   const int32_t* tri, const int32_t* nbr, const S* g_out, S* g_color, S* g_pos) {
+void antialias_bwd(int64_t B, int64_t H, int64_t W, int64_t C, int64_t V, int64_t F, const S* color, const S* rast,
+                   const S* pos, const int32_t* tri, const int32_t* nbr, uint8_t* sil, const S* g_out, S* g_color,
+                   S* g_pos) {
+  if (B * F) sil_k<S><<<blocks(B * F), BLOCK>>>(B, V, F, W, H, pos, tri, nbr, sil);
   if (B * H * W)
-    aa_bwd_k<S><<<blocks(B * H * W), BLOCK>>>(B, H, W, C, V, color, rast, pos, tri, nbr, g_out, g_color, g_pos);
+    aa_bwd_k<S><<<blocks(B * H * W), BLOCK>>>(B, H, W, C, V, F, color, rast, pos, tri, sil, g_out, g_color, g_pos);
 }
 
 #define MESH_INSTANTIATE(S)                                                                                           \
@@ -256,10 +268,10 @@ void antialias_bwd(int64_t B, int64_t H, int64_t W, int64_t C, int64_t V, const 
                                const S*, int, int, S*);                                                               \
   template void texture_bwd<S>(int64_t, int64_t, int64_t, int64_t, bool, const S*, const MipLevel*, int, const S*,   \
                                const S*, int, int, const S*, S*, S*);                                                 \
-  template void antialias_fwd<S>(int64_t, int64_t, int64_t, int64_t, int64_t, const S*, const S*, const S*,          \
-                                 const int32_t*, const int32_t*, S*);                                                 \
-  template void antialias_bwd<S>(int64_t, int64_t, int64_t, int64_t, int64_t, const S*, const S*, const S*,          \
-                                 const int32_t*, const int32_t*, const S*, S*, S*);
+  template void antialias_fwd<S>(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, const S*, const S*,         \
+                                 const S*, const int32_t*, const int32_t*, uint8_t*, S*);                             \
+  template void antialias_bwd<S>(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, const S*, const S*,         \
+                                 const S*, const int32_t*, const int32_t*, uint8_t*, const S*, S*, S*);
 
 MESH_INSTANTIATE(float)
 MESH_INSTANTIATE(double)

@@ -29,12 +29,14 @@ template <typename S>
 void texture_bwd(int64_t B, int64_t N, int64_t T, int64_t C, bool shared, const S* mips, const MipLevel* levels, int L,
                  const S* uv, const S* uv_da, int filter, int boundary, const S* g_out, S* g_mips /* zeroed */,
                  S* g_uv);
+// sil: scratch of B·F bytes (each face's silhouette edges)
 template <typename S>
-void antialias_fwd(int64_t B, int64_t H, int64_t W, int64_t C, int64_t V, const S* color, const S* rast, const S* pos,
-                   const int32_t* tri, const int32_t* nbr, S* out);
+void antialias_fwd(int64_t B, int64_t H, int64_t W, int64_t C, int64_t V, int64_t F, const S* color, const S* rast,
+                   const S* pos, const int32_t* tri, const int32_t* nbr, uint8_t* sil, S* out);
 template <typename S>
-void antialias_bwd(int64_t B, int64_t H, int64_t W, int64_t C, int64_t V, const S* color, const S* rast, const S* pos,
-                   const int32_t* tri, const int32_t* nbr, const S* g_out, S* g_color, S* g_pos /* zeroed */);
+void antialias_bwd(int64_t B, int64_t H, int64_t W, int64_t C, int64_t V, int64_t F, const S* color, const S* rast,
+                   const S* pos, const int32_t* tri, const int32_t* nbr, uint8_t* sil, const S* g_out, S* g_color,
+                   S* g_pos /* zeroed */);
 
 }  // namespace cuda
 }  // namespace mesh

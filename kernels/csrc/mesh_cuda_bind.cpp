@@ -2,6 +2,7 @@
 // module (mesh_cpu.cpp), so kernels/mesh.py picks a module by the tensors' device.
 #include <torch/extension.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -192,9 +193,11 @@ at::Tensor antialias_fwd(const at::Tensor& color, const at::Tensor& rast, const 
   check_antialias(color, rast, pos, tri, nbr);
   at::Tensor out = alloc(color.sizes(), color.options());
   AT_DISPATCH_FLOATING_TYPES(color.scalar_type(), "antialias_fwd", [&] {
+    at::Tensor sil = at::empty({std::max<int64_t>(1, color.size(0) * tri.size(0))}, color.options().dtype(at::kByte));
     mesh::cuda::antialias_fwd<scalar_t>(color.size(0), color.size(1), color.size(2), color.size(3), pos.size(1),
-                                        color.data_ptr<scalar_t>(), rast.data_ptr<scalar_t>(), pos.data_ptr<scalar_t>(),
-                                        tri.data_ptr<int32_t>(), nbr.data_ptr<int32_t>(), out.data_ptr<scalar_t>());
+                                        tri.size(0), color.data_ptr<scalar_t>(), rast.data_ptr<scalar_t>(),
+                                        pos.data_ptr<scalar_t>(), tri.data_ptr<int32_t>(), nbr.data_ptr<int32_t>(),
+                                        sil.data_ptr<uint8_t>(), out.data_ptr<scalar_t>());
   });
   return out;
 }
@@ -206,10 +209,12 @@ std::vector<at::Tensor> antialias_bwd(const at::Tensor& color, const at::Tensor&
   TORCH_CHECK(g_out.sizes() == color.sizes(), "g_out must match color");
   at::Tensor g_color = alloc(color.sizes(), color.options()), g_pos = at::zeros_like(pos);
   AT_DISPATCH_FLOATING_TYPES(color.scalar_type(), "antialias_bwd", [&] {
+    at::Tensor sil = at::empty({std::max<int64_t>(1, color.size(0) * tri.size(0))}, color.options().dtype(at::kByte));
     mesh::cuda::antialias_bwd<scalar_t>(color.size(0), color.size(1), color.size(2), color.size(3), pos.size(1),
-                                        color.data_ptr<scalar_t>(), rast.data_ptr<scalar_t>(), pos.data_ptr<scalar_t>(),
-                                        tri.data_ptr<int32_t>(), nbr.data_ptr<int32_t>(), g_out.data_ptr<scalar_t>(),
-                                        g_color.data_ptr<scalar_t>(), g_pos.data_ptr<scalar_t>());
+                                        tri.size(0), color.data_ptr<scalar_t>(), rast.data_ptr<scalar_t>(),
+                                        pos.data_ptr<scalar_t>(), tri.data_ptr<int32_t>(), nbr.data_ptr<int32_t>(),
+                                        sil.data_ptr<uint8_t>(), g_out.data_ptr<scalar_t>(), g_color.data_ptr<scalar_t>(),
+                                        g_pos.data_ptr<scalar_t>());
   });
   return {g_color, g_pos};
 }

@@ -24,7 +24,7 @@
 namespace mesh {
 
 // A triangle set up for rasterization: edge rows A[i] (e_i = A[i]·(px, py, 1)), det(M), z and w.
-constexpr int64_t SUBPIXEL = 256;
+constexpr int64_t SUBPIXEL = 256;  // a power of two: the bounds below divide by shifting
 
 template <typename S>
 struct Tri {
@@ -116,7 +116,18 @@ MESH_HD void setup_and_bound(const S* p0, const S* p1, const S* p2, int64_t W, i
   snap_triangle(p0, p1, p2, W, H, t);
   if (!(t.det != S(0))) return;
   int64_t x0 = 0, y0 = 0, x1 = W - 1, y1 = H - 1;
-  if (all_front) {
+  if (t.exact) {  // the pixel centres (X·256 + 128) inside the snapped box, exactly
+    int64_t lo[2] = {t.ox[0], t.oy[0]}, hi[2] = {t.ox[0], t.oy[0]};
+    for (int i = 1; i < 3; ++i) {
+      lo[0] = t.ox[i] < lo[0] ? t.ox[i] : lo[0]; hi[0] = t.ox[i] > hi[0] ? t.ox[i] : hi[0];
+      lo[1] = t.oy[i] < lo[1] ? t.oy[i] : lo[1]; hi[1] = t.oy[i] > hi[1] ? t.oy[i] : hi[1];
+    }
+    x0 = -((SUBPIXEL / 2 - lo[0]) >> 8); x1 = (hi[0] - SUBPIXEL / 2) >> 8;  // ceil / floor of (c − 128)/256
+    y0 = -((SUBPIXEL / 2 - lo[1]) >> 8); y1 = (hi[1] - SUBPIXEL / 2) >> 8;
+    x0 = x0 < 0 ? 0 : x0; y0 = y0 < 0 ? 0 : y0;
+    x1 = x1 > W - 1 ? W - 1 : x1; y1 = y1 > H - 1 ? H - 1 : y1;
+    if (x0 > x1 || y0 > y1) return;
+  } else if (all_front) {
     S lo[2] = {S(1e30), S(1e30)}, hi[2] = {S(-1e30), S(-1e30)};
     for (int k = 0; k < 3; ++k)
       for (int d = 0; d < 2; ++d) {
@@ -214,6 +225,7 @@ struct MipLevel {
 };
 
 MESH_HD int64_t wrap_index(int64_t i, int64_t n, int boundary) {
+  if (i >= 0 && i < n) return i;  // the common case needs no division
   if (boundary == 0) {
     i %= n;
     return i < 0 ? i + n : i;
@@ -292,19 +304,17 @@ MESH_HD S screen_area(const S* p0, const S* p1, const S* p2, int64_t W, int64_t 
   return (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0);
 }
 
-// The silhouette edge of triangle f (seen at pixel a) that the segment from pixel a's centre to pixel
-// b's centre crosses first: returns the edge (0..2, from vertex k to k+1) or −1, and the crossing t in
-// (0, 1). An edge is a silhouette when it has no neighbour, or its neighbour faces the other way on
-// screen. Triangles with a vertex at w ≤ 0 get no antialiasing.
-template <typename S, typename I>
-MESH_HD int silhouette_crossing(const S* pos, const I* tri, const I* nbr, int64_t f, int64_t W, int64_t H, S ax,
-                                S ay, S bx, S by, S& t_out) {
+// Which edges of triangle f are silhouettes (bit k: the edge from corner k to k+1): an edge with no
+// neighbour, or whose neighbour faces the other way on screen. Triangles with a vertex at w ≤ 0 get no
+// antialiasing (0), and neither do neighbours with one. Computed once per face before the pixels ask.
+template <typename S>
+MESH_HD uint8_t face_silhouettes(const S* pos, const int32_t* tri, const int32_t* nbr, int64_t f, int64_t W,
+                                 int64_t H) {
   const S* p[3] = {pos + 4 * int64_t(tri[3 * f]), pos + 4 * int64_t(tri[3 * f + 1]), pos + 4 * int64_t(tri[3 * f + 2])};
   for (int k = 0; k < 3; ++k)
-    if (!(p[k][3] > S(0))) return -1;
+    if (!(p[k][3] > S(0))) return 0;
   const S area = screen_area(p[0], p[1], p[2], W, H);
-  int best = -1;
-  S best_t = S(2);
+  uint8_t bits = 0;
   for (int k = 0; k < 3; ++k) {
     const int64_t n = int64_t(nbr[3 * f + k]);
     if (n >= 0) {
@@ -313,6 +323,24 @@ MESH_HD int silhouette_crossing(const S* pos, const I* tri, const I* nbr, int64_
       const S na = screen_area(q[0], q[1], q[2], W, H);
       if ((na > S(0)) == (area > S(0))) continue;  // both face the same way: an inner edge
     }
+    bits |= uint8_t(1u << k);
+  }
+  return bits;
+}
+
+// The silhouette edge of triangle f (seen at pixel a) that the segment from pixel a's centre to pixel
+// b's centre crosses first: returns the edge (0..2, from vertex k to k+1) or −1, and the crossing t in
+// (0, 1); `sil` holds each face's silhouette edges (face_silhouettes).
+template <typename S>
+MESH_HD int silhouette_crossing(const S* pos, const int32_t* tri, const uint8_t* sil, int64_t f, int64_t W, int64_t H,
+                                S ax, S ay, S bx, S by, S& t_out) {
+  const uint8_t bits = sil[f];
+  if (!bits) return -1;
+  const S* p[3] = {pos + 4 * int64_t(tri[3 * f]), pos + 4 * int64_t(tri[3 * f + 1]), pos + 4 * int64_t(tri[3 * f + 2])};
+  int best = -1;
+  S best_t = S(2);
+  for (int k = 0; k < 3; ++k) {
+    if (!(bits & (1u << k))) continue;
     S x0, y0, x1, y1;
     to_pixels(p[k], W, H, x0, y0);
     to_pixels(p[(k + 1) % 3], W, H, x1, y1);
@@ -373,8 +401,8 @@ struct PairBlend {
   S ax, ay, bx, by;  // the segment, from the occluding pixel to the other
 };
 
-template <typename S, typename I>
-MESH_HD bool pair_blend(const S* rast_a, const S* rast_b, const S* pos, const I* tri, const I* nbr, int64_t W,
+template <typename S>
+MESH_HD bool pair_blend(const S* rast_a, const S* rast_b, const S* pos, const int32_t* tri, const uint8_t* sil, int64_t W,
                         int64_t H, int64_t xa, int64_t ya, int64_t xb, int64_t yb, PairBlend<S>& out) {
   const int64_t fa = int64_t(rast_a[3]), fb = int64_t(rast_b[3]);
   if (fa == fb) return false;
@@ -386,7 +414,7 @@ MESH_HD bool pair_blend(const S* rast_a, const S* rast_b, const S* pos, const I*
   out.ax = S(a_front ? xa : xb); out.ay = S(a_front ? ya : yb);
   out.bx = S(a_front ? xb : xa); out.by = S(a_front ? yb : ya);
   S t;
-  const int k = silhouette_crossing(pos, tri, nbr, f, W, H, out.ax, out.ay, out.bx, out.by, t);
+  const int k = silhouette_crossing(pos, tri, sil, f, W, H, out.ax, out.ay, out.bx, out.by, t);
   if (k < 0) return false;
   out.face = f;
   out.edge = k;
@@ -465,28 +493,31 @@ MESH_HD int pixel_taps(const MipLevel* lv, int levels, const S* uv, const S* da,
 }
 
 // The pair of pixel i and its right (dir 0) or lower (dir 1) neighbour j.
+// (x, y): pixel i's coordinates.
 template <typename S>
-MESH_HD bool pair_at(const S* rast, const S* pos, const int32_t* tri, const int32_t* nbr, int64_t W, int64_t H,
-                     int64_t i, int dir, int64_t& j, PairBlend<S>& pb) {
-  const int64_t x = i % W, y = i / W;
+MESH_HD bool pair_at(const S* rast, const S* pos, const int32_t* tri, const uint8_t* sil, int64_t W, int64_t H,
+                     int64_t i, int64_t x, int64_t y, int dir, int64_t& j, PairBlend<S>& pb) {
   if (dir == 0 ? x + 1 >= W : y + 1 >= H) return false;
   j = dir == 0 ? i + 1 : i + W;
-  return pair_blend(rast + 4 * i, rast + 4 * j, pos, tri, nbr, W, H, x, y, j % W, j / W, pb);
+  if (rast[4 * i + 3] == rast[4 * j + 3]) return false;  // the same triangle (or none): nothing to blend
+  return pair_blend(rast + 4 * i, rast + 4 * j, pos, tri, sil, W, H, x, y, dir == 0 ? x + 1 : x, dir == 0 ? y : y + 1,
+                    pb);
 }
 
 // One pixel's antialiased colour: its own plus what each of its pairs blends into it, in a fixed order
 // (left, up, right, down), each pair evaluated from the same (first, second) order by both its pixels.
 template <typename S>
-MESH_HD void antialias_pixel(const S* col, const S* rast, const S* pos, const int32_t* tri, const int32_t* nbr,
+MESH_HD void antialias_pixel(const S* col, const S* rast, const S* pos, const int32_t* tri, const uint8_t* sil,
                              int64_t W, int64_t H, int64_t C, int64_t i, S* out) {
   for (int64_t c = 0; c < C; ++c) out[c] = col[i * C + c];
   const int64_t x = i % W, y = i / W;
   const int64_t firsts[4] = {x > 0 ? i - 1 : -1, y > 0 ? i - W : -1, i, i};
+  const int64_t fx[4] = {x - 1, x, x, x}, fy[4] = {y, y - 1, y, y};
   for (int p = 0; p < 4; ++p) {
     if (firsts[p] < 0) continue;
     int64_t j;
     PairBlend<S> pb;
-    if (!pair_at(rast, pos, tri, nbr, W, H, firsts[p], p & 1, j, pb)) continue;
+    if (!pair_at(rast, pos, tri, sil, W, H, firsts[p], fx[p], fy[p], p & 1, j, pb)) continue;
     const int64_t target = pb.target == 0 ? firsts[p] : j, other = pb.target == 0 ? j : firsts[p];
     if (target != i) continue;
     for (int64_t c = 0; c < C; ++c) out[c] += pb.alpha * (col[other * C + c] - col[i * C + c]);
@@ -497,17 +528,18 @@ MESH_HD void antialias_pixel(const S* col, const S* rast, const S* pos, const in
 // pairs (right, down) the edge vertices hit (vid, −1 if none) with their (x, y, w) gradients (part).
 template <typename S>
 MESH_HD void antialias_pixel_backward(const S* col, const S* g_out, const S* rast, const S* pos, const int32_t* tri,
-                                      const int32_t* nbr, int64_t W, int64_t H, int64_t C, int64_t i, S* g_col,
+                                      const uint8_t* sil, int64_t W, int64_t H, int64_t C, int64_t i, S* g_col,
                                       int32_t vid[4], S part[12]) {
   for (int64_t c = 0; c < C; ++c) g_col[c] = g_out[i * C + c];
   const int64_t x = i % W, y = i / W;
   const int64_t firsts[4] = {x > 0 ? i - 1 : -1, y > 0 ? i - W : -1, i, i};
+  const int64_t fx[4] = {x - 1, x, x, x}, fy[4] = {y, y - 1, y, y};
   for (int p = 0; p < 4; ++p) {
     if (firsts[p] < 0) continue;
     const int dir = p & 1;
     int64_t j;
     PairBlend<S> pb;
-    const bool hit = pair_at(rast, pos, tri, nbr, W, H, firsts[p], dir, j, pb);
+    const bool hit = pair_at(rast, pos, tri, sil, W, H, firsts[p], fx[p], fy[p], dir, j, pb);
     if (p >= 2) {
       int32_t* vv = vid + 2 * dir;
       vv[0] = vv[1] = -1;
