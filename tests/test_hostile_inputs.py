@@ -521,6 +521,7 @@ OPTION_CASES = [
     ("fit-body", "DATA", "--max-frames", "0"),
     ("export", "DATA", "--mesh-resolution", "0"),
     ("export", "DATA", "--mesh-threshold", "nan"),
+    ("export", "DATA", "--texture-size", "8"),
     ("inspect", "DATA", "--downscale", "inf"),
     ("bench", "raster", "--repeats", "0"),
     ("bench", "raster", "--sh-degree", "9"),
@@ -529,6 +530,9 @@ OPTION_CASES = [
     ("bench", "body", "--sequences", "0"),
     ("bench", "body", "--frames", "1"),
     ("bench", "sds", "--reps", "0"),
+    ("bench", "mesh", "--faces", "0"),
+    ("bench", "mesh", "--resolutions", "0x9"),
+    ("bench", "mesh", "--repeats", "0"),
     *[("generate", "a chair", *case, "--guidance", "known-object") for case in (
         ("--max-steps", "-1"), ("--batch", "0"), ("--render-size", "8"), ("--guidance-scale", "0"),
         ("--t-range", "0.5", "2"), ("--t-final", "nan", "0.5"), ("--grad-clip", "0"),

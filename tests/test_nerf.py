@@ -180,7 +180,7 @@ def test_train_nerf_job_metrics_and_resume(tmp_path):
     # a UV-textured GLB baked from the field: it looks like the vertex-coloured mesh, and the viewer shows it
     r = run_cli("export", run, "--format", "mesh", "--mesh-resolution", "48", "--mesh-threshold", "1",
                 "--texture-size", "256", "--out", tmp_path / "tex" / "m.glb")
-    assert r.returncode == 0 and "texture baked" in r.stdout, r.stderr[-2000:]
+    assert r.returncode == 0 and "texture baked" in " ".join(r.stderr.split()), r.stderr[-2000:]  # rich wraps lines
     from engine.rendering.mesh import MeshRenderer
     from scenes.mesh_files import read_textured_mesh
     from tests.test_mesh_rendering import around, psnr

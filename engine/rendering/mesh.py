@@ -84,8 +84,10 @@ class MeshRenderer:
         self.face_part = mesh.face_part().to(self.device)
         self._mips: dict[tuple[int, str], list[Tensor]] = {}  # fixed textures' pyramids, built once
 
-    def _sample(self, key: tuple[int, str], tex: Tensor, uv: Tensor, uv_da: Tensor) -> Tensor:
-        if tex.requires_grad:
+    def _sample(self, key: tuple[int, str], tex: Tensor, uv: Tensor, uv_da: Tensor, own: bool) -> Tensor:
+        """Mipmapped lookup; the pyramid of the mesh's own (fixed) maps is built once, a given map's
+        every time (it may be trained, or a new tensor each call)."""
+        if not own or tex.requires_grad:
             return ops.texture(tex.to(self.device), uv, uv_da, "linear-mipmap-linear")
         if key not in self._mips:
             t = tex.to(self.device, uv.dtype)
@@ -110,17 +112,17 @@ class MeshRenderer:
                     "metallic": torch.full((B, H, W, 1), m.metallic, device=self.device)}
             base = given.get("base_color", m.base_color)
             if base is not None and uv is not None:
-                vals["base_color"] = self._sample((k, "base"), base[..., :3], uv, uv_da) * factor
+                vals["base_color"] = self._sample((k, "base"), base[..., :3], uv, uv_da, "base_color" not in given) * factor
             orm = given.get("orm", m.orm)
             if orm is not None and uv is not None:
-                s = self._sample((k, "orm"), orm, uv, uv_da)
+                s = self._sample((k, "orm"), orm, uv, uv_da, "orm" not in given)
                 vals["roughness"] = s[..., 1:2] * m.roughness
                 vals["metallic"] = s[..., 2:3] * m.metallic
                 if m.has_occlusion or "orm" in given:
                     vals["occlusion"] = s[..., 0:1]
             normal = given.get("normal", m.normal)
             if normal is not None and uv is not None:
-                vals["normal"] = self._sample((k, "normal"), normal, uv, uv_da)
+                vals["normal"] = self._sample((k, "normal"), normal, uv, uv_da, "normal" not in given)
             for name, v in vals.items():
                 out[name] = torch.where(mask, v, out[name])
         return out
@@ -255,7 +257,7 @@ def bake_renders(renderer: MeshRenderer, cameras: Cameras, images: Tensor, size:
     """A UV texture (size, size, 3) that reproduces `images` (B, H, W, 3) sRGB when rendered unlit from
     `cameras`: fitted by gradient descent through the differentiable renderer (mipmaps spread each
     pixel's gradient over the texels it covers)."""
-    tex = torch.full((size, size, 3), 0.5, requires_grad=True)
+    tex = torch.full((size, size, 3), 0.5, device=renderer.device, requires_grad=True)
     opt = torch.optim.Adam([tex], lr=lr)
     target = images.to(renderer.device)
     for step in range(steps):
@@ -267,5 +269,5 @@ def bake_renders(renderer: MeshRenderer, cameras: Cameras, images: Tensor, size:
         with torch.no_grad():
             tex.clamp_(0, 1)
         if progress is not None:
-            progress(step, float(loss))
+            progress(step, float(loss.detach()))
     return tex.detach()

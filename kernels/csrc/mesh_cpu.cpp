@@ -613,14 +613,4 @@ std::vector<at::Tensor> antialias_bwd(const at::Tensor& color, const at::Tensor&
   return {g_color, g_pos};
 }
 
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("set_poison", &splat::set_poison);
-  m.def("rasterize_fwd", &rasterize_fwd);
-  m.def("rasterize_bwd", &rasterize_bwd);
-  m.def("interpolate_fwd", &interpolate_fwd);
-  m.def("interpolate_bwd", &interpolate_bwd);
-  m.def("texture_fwd", &texture_fwd);
-  m.def("texture_bwd", &texture_bwd);
-  m.def("antialias_fwd", &antialias_fwd);
-  m.def("antialias_bwd", &antialias_bwd);
-}
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) { MESH_DEFINE_MODULE(m); }

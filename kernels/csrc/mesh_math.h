@@ -565,3 +565,15 @@ MESH_HD void antialias_pixel_backward(const S* col, const S* g_out, const S* ras
 }
 
 }  // namespace mesh
+
+// The same functions, names and signatures in the CPU and CUDA modules: kernels/mesh.py picks one by device.
+#define MESH_DEFINE_MODULE(m)                       \
+  m.def("set_poison", &splat::set_poison);          \
+  m.def("rasterize_fwd", &rasterize_fwd);           \
+  m.def("rasterize_bwd", &rasterize_bwd);           \
+  m.def("interpolate_fwd", &interpolate_fwd);       \
+  m.def("interpolate_bwd", &interpolate_bwd);       \
+  m.def("texture_fwd", &texture_fwd);               \
+  m.def("texture_bwd", &texture_bwd);               \
+  m.def("antialias_fwd", &antialias_fwd);           \
+  m.def("antialias_bwd", &antialias_bwd)
