@@ -82,6 +82,17 @@ class _PeakHeap:
         return (self.peak - self.base) / 2**20
 
 
+def _check_timing_options(bench, min_side: int) -> None:
+    """The options the rasterizer benchmarks share: resolutions, repeats, reference budget, seed."""
+    for res in bench.resolutions:
+        w, _, h = res.lower().partition("x")
+        check_option(w.isdigit() and h.isdigit() and min_side <= int(w) <= 8192 and min_side <= int(h) <= 8192,
+                     "resolutions", res, f"each must be WIDTHxHEIGHT, {min_side} to 8192 pixels a side")
+    check_option(1 <= bench.repeats <= 1000, "repeats", bench.repeats, "must be 1 to 1000")
+    check_option(bench.reference_budget >= 0, "reference_budget", bench.reference_budget, "must be 0 or more")
+    check_option(bench.seed >= 0, "seed", bench.seed, "must be 0 or more")
+
+
 def _time_render(render, args, width, height, sh_degree, repeats, device):
     """Median forward and backward milliseconds of render(*args) with a fixed random loss."""
     import torch
@@ -139,13 +150,7 @@ class BenchRaster:
         check_option(self.sizes and all(1 <= n <= 50_000_000 for n in self.sizes), "sizes", self.sizes,
                      "must be 1 to 50000000 Gaussians each")
         check_option(0 <= self.sh_degree <= 3, "sh_degree", self.sh_degree, "must be 0 to 3")
-        for res in self.resolutions:
-            w, _, h = res.lower().partition("x")
-            check_option(w.isdigit() and h.isdigit() and 16 <= int(w) <= 8192 and 16 <= int(h) <= 8192,
-                         "resolutions", res, "each must be WIDTHxHEIGHT, 16 to 8192 pixels a side")
-        check_option(1 <= self.repeats <= 1000, "repeats", self.repeats, "must be 1 to 1000")
-        check_option(self.reference_budget >= 0, "reference_budget", self.reference_budget, "must be 0 or more")
-        check_option(self.seed >= 0, "seed", self.seed, "must be 0 or more")
+        _check_timing_options(self, 16)
 
     def run(self) -> None:
         import torch
@@ -534,13 +539,7 @@ class BenchMesh:
     def check(self) -> None:
         check_option(self.faces and all(8 <= n <= 20_000_000 for n in self.faces), "faces", self.faces,
                      "must be 8 to 20000000 faces each")
-        for res in self.resolutions:
-            w, _, h = res.lower().partition("x")
-            check_option(w.isdigit() and h.isdigit() and 1 <= int(w) <= 8192 and 1 <= int(h) <= 8192,
-                         "resolutions", res, "each must be WIDTHxHEIGHT, 1 to 8192 pixels a side")
-        check_option(1 <= self.repeats <= 1000, "repeats", self.repeats, "must be 1 to 1000")
-        check_option(self.reference_budget >= 0, "reference_budget", self.reference_budget, "must be 0 or more")
-        check_option(self.seed >= 0, "seed", self.seed, "must be 0 or more")
+        _check_timing_options(self, 1)
 
     def run(self) -> None:
         import torch
