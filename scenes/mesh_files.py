@@ -274,10 +274,6 @@ def _u8(t: torch.Tensor) -> np.ndarray:
     return (t.detach().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
 
 
-def _orm(m: Material) -> torch.Tensor | None:
-    return m.orm
-
-
 class _AtomicFolder:
     """Write several files into a temporary folder beside `target`'s folder, then move them in."""
 

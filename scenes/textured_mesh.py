@@ -79,12 +79,11 @@ class TexturedMesh:
         """Area-weighted vertex normals over welded positions, so seams do not show as creases."""
         if self.normals is not None:
             return self.normals
-        weld = welded_faces(self.vertices, self.faces)
+        weld = weld_map(self.vertices)
+        f = weld[self.faces]
         v = self.vertices.double()
-        f = weld
         n = torch.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]], dim=1)
-        acc = torch.zeros_like(v).index_add_(0, f.reshape(-1), n.repeat_interleave(3, 0))
-        acc = acc[weld_map(self.vertices)]
+        acc = torch.zeros_like(v).index_add_(0, f.reshape(-1), n.repeat_interleave(3, 0))[weld]
         return torch.nn.functional.normalize(acc, dim=1).float()
 
     def with_material(self, material: Material) -> "TexturedMesh":

@@ -263,6 +263,23 @@ def test_float32_agrees_with_float64():
     assert torch.allclose(r32[same].double(), r64[same], atol=1e-4)
 
 
+def test_backward_ops_check_their_arguments_too():
+    """The native backward functions, called directly with faces outside attr or of the wrong type,
+    raise instead of reading out of bounds."""
+    from kernels._build import mesh_cpu_ops
+
+    pos, tri = random_mesh(61, B=1)
+    rast, _ = mesh.rasterize(pos, tri, (8, 8))
+    attr = torch.rand(1, pos.shape[1], 2, dtype=torch.float64)
+    g = torch.rand(1, 8, 8, 2, dtype=torch.float64)
+    ops = mesh_cpu_ops()
+    for bad_tri in (tri.int() + 1000, tri.int()[:, :2].contiguous(), tri.long()):
+        with pytest.raises(RuntimeError):
+            ops.interpolate_bwd(attr, rast, bad_tri, g)
+    with pytest.raises(RuntimeError):
+        ops.interpolate_bwd(attr, rast, tri.int(), g.float())
+
+
 @pytest.mark.parametrize("bad", ["tri_range", "pos_shape", "rast_ids", "uv_shape"])
 def test_bad_arguments_raise(bad):
     pos, tri = random_mesh(60, B=1)

@@ -197,8 +197,8 @@ def bake_field_texture(model: NerfModel, mesh: dict, path: Path, size: int) -> d
                              normals=torch.as_tensor(mesh["normals"], dtype=torch.float32)))
     t1 = time.perf_counter()
     field = model.field
-    tex = bake_function(tm, lambda p, n: field(p.to(next(field.parameters()).device),
-                                               -n.to(next(field.parameters()).device))[1].clamp(0, 1), size)
+    device = next(field.parameters()).device
+    tex = bake_function(tm, lambda p, n: field(p.to(device), -n.to(device))[1].clamp(0, 1), size)
     tm = tm.with_material(Material(name="baked", base_color=tex, roughness=1.0, metallic=0.0))
     (write_glb if path.suffix.lower() == ".glb" else write_obj)(tm, path)
     covered, twice = uv_overlap(tm, 256)

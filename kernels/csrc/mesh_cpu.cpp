@@ -303,15 +303,27 @@ at::Tensor rasterize_bwd(const at::Tensor& pos, const at::Tensor& tri, const at:
   return g_pos;
 }
 
-std::vector<at::Tensor> interpolate_fwd(const at::Tensor& attr, const at::Tensor& rast, const at::Tensor& tri,
-                                        const at::Tensor& rast_db, bool want_da) {
+namespace {
+
+// What interpolate's forward and backward both read: attr (1 or B, V, C) of rast's dtype, and faces
+// that index it — checked before any pointer is touched, so a direct bad call raises.
+void check_interpolate(const at::Tensor& attr, const at::Tensor& rast, const at::Tensor& tri) {
   check_cpu(attr, "attr");
   check_cpu(tri, "tri");
+  TORCH_CHECK(tri.dim() == 2 && tri.size(1) == 3 && tri.scalar_type() == at::kInt, "tri must be (F, 3) int32");
   check_rast(rast, "rast", tri.size(0));
   TORCH_CHECK(attr.dim() == 3 && (attr.size(0) == 1 || attr.size(0) == rast.size(0)), "attr must be (1 or B, V, C)");
   TORCH_CHECK(attr.scalar_type() == rast.scalar_type(), "attr and rast must share a dtype");
-  TORCH_CHECK(tri.dim() == 2 && tri.size(1) == 3 && tri.scalar_type() == at::kInt, "tri must be (F, 3) int32");
-  if (tri.numel()) TORCH_CHECK(tri.min().item<int64_t>() >= 0 && tri.max().item<int64_t>() < attr.size(1), "tri indexes vertices outside attr");
+  if (tri.numel())
+    TORCH_CHECK(tri.min().item<int64_t>() >= 0 && tri.max().item<int64_t>() < attr.size(1),
+                "tri indexes vertices outside attr");
+}
+
+}  // namespace
+
+std::vector<at::Tensor> interpolate_fwd(const at::Tensor& attr, const at::Tensor& rast, const at::Tensor& tri,
+                                        const at::Tensor& rast_db, bool want_da) {
+  check_interpolate(attr, rast, tri);
   if (want_da) {
     check_cpu(rast_db, "rast_db");
     TORCH_CHECK(rast_db.sizes() == rast.sizes(), "rast_db must match rast");
@@ -342,9 +354,9 @@ std::vector<at::Tensor> interpolate_fwd(const at::Tensor& attr, const at::Tensor
 
 std::vector<at::Tensor> interpolate_bwd(const at::Tensor& attr, const at::Tensor& rast, const at::Tensor& tri,
                                         const at::Tensor& g_out) {
-  check_cpu(attr, "attr");
+  check_interpolate(attr, rast, tri);
   check_cpu(g_out, "g_out");
-  check_rast(rast, "rast", tri.size(0));
+  TORCH_CHECK(g_out.scalar_type() == attr.scalar_type(), "g_out must have attr's dtype");
   const int64_t B = rast.size(0), H = rast.size(1), W = rast.size(2), N = H * W, V = attr.size(1), C = attr.size(2);
   TORCH_CHECK(g_out.dim() == 4 && g_out.size(0) == B && g_out.size(1) == H && g_out.size(2) == W && g_out.size(3) == C,
               "g_out must be (B, H, W, C)");
