@@ -16,12 +16,13 @@ def _commands() -> dict:
     from engine.jobs.fit_body import FitBodyJob
     from engine.jobs.generate import GenerateJob
     from engine.jobs.inspect import InspectJob
+    from engine.jobs.paint import PaintJob
     from engine.jobs.sfm import SfmJob
     from engine.jobs.train import ExportJob, TrainJob
     from engine.jobs.view import ViewJob
 
     return {"demo": DemoJob, "sfm": SfmJob, "train": TrainJob, "generate": GenerateJob,
-            "export": ExportJob,
+            "paint": PaintJob, "export": ExportJob,
             "inspect": InspectJob, "view": ViewJob, "fit-body": FitBodyJob,
             "bench": BenchJob}
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import InputError
-from engine.methods.configs import GaussiansConfig, GenerateConfig, NerfConfig
+from engine.methods.configs import GaussiansConfig, GenerateConfig, NerfConfig, PaintConfig
 
 
 @dataclass(frozen=True)
@@ -34,11 +34,13 @@ GENERATORS: dict[str, Kind] = {k.name: k for k in (
     Kind("text-gaussians", GenerateConfig, "engine.methods.text_gaussians:TextToGaussians", ("ply", "splat", "mesh")),
     Kind("text-nerf", GenerateConfig, "engine.methods.text_nerf:TextToNerf", ("mesh",)),
 )}
+# what `lumen3d paint` makes: its results are the exported textured mesh
+PAINTERS: dict[str, Kind] = {"paint": Kind("paint", PaintConfig, "engine.methods.paint:PaintIt", ())}
 
 
 def kind_of(ckpt: dict, source: Path) -> Kind:
     name = ckpt.get("kind")
-    known = {**KINDS, **GENERATORS}
+    known = {**KINDS, **GENERATORS, **PAINTERS}
     if name not in known:
         raise InputError(source, f"checkpoint of unknown kind {name!r} (known: {', '.join(known)})")
     return known[name]

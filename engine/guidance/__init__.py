@@ -14,8 +14,9 @@ from engine.guidance.base import Guidance, GuidanceOutput, Views
 __all__ = ["Guidance", "GuidanceOutput", "Views", "build_guidance"]
 
 
-def build_guidance(cfg, device: str = "cpu") -> Guidance:
-    """The guidance a `engine.methods.configs.GenerateConfig` asks for."""
+def build_guidance(cfg, device: str = "cpu", extra_prompts: dict[str, str] | None = None) -> Guidance:
+    """The guidance a `engine.methods.configs.GenerateConfig` asks for (extra_prompts: see
+    `StableDiffusionGuidance.load`)."""
     from engine.errors import InputError
 
     if cfg.guidance == "known-object":
@@ -27,4 +28,4 @@ def build_guidance(cfg, device: str = "cpu") -> Guidance:
                                "(model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)")
     from engine.guidance.stable_diffusion import StableDiffusionGuidance
 
-    return StableDiffusionGuidance.from_config(cfg, device)
+    return StableDiffusionGuidance.from_config(cfg, device, extra_prompts)

@@ -15,12 +15,15 @@ class Views:
     """What a batch of renders was rendered from: the cameras, their azimuth and elevation in
     degrees (B,) (azimuth 0 looks at the object's front, along −x), and the background each
     render shows where the scene is transparent (B, H, W, 3) (a guidance whose answer is known
-    composites its target over the same one)."""
+    composites its target over the same one). `directions` names each view's prompt when the
+    method knows better than the angles (Paint-it's close view of a face: "face"; None: by the
+    angles)."""
 
     cameras: Cameras
     azimuth: Tensor
     elevation: Tensor
     background: Tensor | None = None
+    directions: list[str | None] | None = None
 
 
 @dataclass

@@ -88,31 +88,45 @@ class KnownObject:
         return rgb * alpha[..., None] + bg * (1 - alpha[..., None])
 
 
-class KnownObjectGuidance(DiffusionGuidance):
-    """SDS with the optimal denoiser of the known object's render from each view, over the view's
-    background, in pixel space (x0 = 2·image − 1). Same schedules and weightings as Stable
-    Diffusion's, with its noise schedule."""
+class OracleGuidance(DiffusionGuidance):
+    """SDS with the optimal denoiser of a known target image for each view, `target(views)` →
+    (B, H, W, 3) in [0, 1], in pixel space (x0 = 2·image − 1). Same schedules and weightings as
+    Stable Diffusion's, with its noise schedule. Paint-it's known answer is a textured mesh's own
+    render."""
 
     name = "known-object"
 
-    def __init__(self, schedule: TimestepSchedule | None = None, weighting: str = "sds",
+    def __init__(self, target, schedule: TimestepSchedule | None = None, weighting: str = "sds",
                  grad_clip: float | None = None, seed: int = 0):
         ac = scaled_linear_alphas_cumprod()
         super().__init__(ac, schedule or TimestepSchedule(len(ac)), weighting, grad_clip, seed)
-        self.object = KnownObject()
+        self.target = target
 
     @classmethod
-    def from_config(cls, cfg, device: str = "cpu") -> "KnownObjectGuidance":
-        return cls(TimestepSchedule(1000, tuple(cfg.t_range), cfg.t_anneal, tuple(cfg.t_final)), cfg.weighting,
+    def from_config(cls, cfg, target=None, device: str = "cpu") -> "OracleGuidance":
+        return cls(target, TimestepSchedule(1000, tuple(cfg.t_range), cfg.t_anneal, tuple(cfg.t_final)), cfg.weighting,
                    cfg.grad_clip, cfg.seed)
 
     def encode(self, images: Tensor, views: Views) -> Tensor:
         return (2 * images - 1).permute(0, 3, 1, 2)
 
-    def target(self, views: Views) -> Tensor:
-        return self.object.composite(views.cameras, views.background)
-
+    @torch.no_grad()
     def predict_noise(self, x_t: Tensor, t: Tensor, views: Views, progress: float) -> Tensor:
         y = (2 * self.target(views) - 1).permute(0, 3, 1, 2).to(x_t)
         a = self.alphas_cumprod[t.cpu()].float().to(x_t.device).reshape(-1, 1, 1, 1)
         return (x_t - a.sqrt() * y) / (1 - a).sqrt()
+
+
+class KnownObjectGuidance(OracleGuidance):
+    """The oracle of the built-in object (`KnownObject`), over each view's background."""
+
+    def __init__(self, schedule: TimestepSchedule | None = None, weighting: str = "sds",
+                 grad_clip: float | None = None, seed: int = 0):
+        self.object = KnownObject()
+        super().__init__(lambda views: self.object.composite(views.cameras, views.background), schedule, weighting,
+                         grad_clip, seed)
+
+    @classmethod
+    def from_config(cls, cfg, device: str = "cpu") -> "KnownObjectGuidance":
+        return cls(TimestepSchedule(1000, tuple(cfg.t_range), cfg.t_anneal, tuple(cfg.t_final)), cfg.weighting,
+                   cfg.grad_clip, cfg.seed)

@@ -131,8 +131,10 @@ class StableDiffusionGuidance(DiffusionGuidance):
              schedule_kwargs: dict | None = None, weighting: str = "sds", grad_clip: float | None = None,
              view_dependent: bool = True, thresholds: ViewThresholds = ViewThresholds(), device: str = "cpu",
              precision: str = "auto", guidance_size: int = 512, latent_path: bool = False,
-             vae: Path | None = None, seed: int = 0, cache_root: Path | None = None) -> "StableDiffusionGuidance":
-        """From a diffusers folder on disk (`local_files_only`: nothing is fetched)."""
+             vae: Path | None = None, seed: int = 0, cache_root: Path | None = None,
+             extra_prompts: dict[str, str] | None = None) -> "StableDiffusionGuidance":
+        """From a diffusers folder on disk (`local_files_only`: nothing is fetched). extra_prompts:
+        {direction: prompt} for views that name their direction (`Views.directions`)."""
         diffusers, _ = require_libraries()
         folder = Path(folder)
         check_folder(folder)
@@ -158,9 +160,11 @@ class StableDiffusionGuidance(DiffusionGuidance):
                 with _as_input_error(folder):
                     encoder = diffusers.AutoencoderKL.from_pretrained(folder, subfolder="vae", **kw)
         cache = EmbeddingCache(model_identity(folder), lambda p: _encode_text(folder, p), cache_root)
-        texts = [view_prompt(prompt, d) if view_dependent else prompt for d in DIRECTIONS] + [negative_prompt]
-        emb = cache(texts)
-        g = cls(unet, encoder, sched.alphas_cumprod, dict(zip(DIRECTIONS, emb[:4])), emb[4], prediction,
+        extra = dict(extra_prompts or {})
+        names = list(DIRECTIONS) + list(extra)
+        texts = [view_prompt(prompt, d) if view_dependent else prompt for d in DIRECTIONS] + list(extra.values())
+        emb = cache(texts + [negative_prompt])
+        g = cls(unet, encoder, sched.alphas_cumprod, dict(zip(names, emb[:-1])), emb[-1], prediction,
                 guidance_scale, TimestepSchedule(sched.config.num_train_timesteps, **(schedule_kwargs or {})),
                 weighting, grad_clip, view_dependent, thresholds, device, dtype, guidance_size, seed)
         g.cache_hits = cache.hits
@@ -169,12 +173,14 @@ class StableDiffusionGuidance(DiffusionGuidance):
         return g
 
     @classmethod
-    def from_config(cls, cfg, device: str = "cpu") -> "StableDiffusionGuidance":
+    def from_config(cls, cfg, device: str = "cpu", extra_prompts: dict[str, str] | None = None
+                    ) -> "StableDiffusionGuidance":
         return cls.load(cfg.model, cfg.prompt, cfg.negative_prompt, cfg.guidance_scale,
                         {"t_range": tuple(cfg.t_range), "anneal": cfg.t_anneal, "t_final": tuple(cfg.t_final)},
                         cfg.weighting, cfg.grad_clip, cfg.view_dependent,
                         ViewThresholds(cfg.front_threshold, cfg.back_threshold, cfg.overhead_threshold), device,
-                        cfg.precision, default_guidance_size(cfg, device), False, cfg.vae, cfg.seed)
+                        cfg.precision, default_guidance_size(cfg, device), False, cfg.vae, cfg.seed,
+                        extra_prompts=extra_prompts)
 
     # ------------------------------------------------------------------ SDS parts
     def encode(self, images: Tensor, views: Views) -> Tensor:
@@ -201,6 +207,8 @@ class StableDiffusionGuidance(DiffusionGuidance):
         """(cond, uncond) (B, L, D) for the views."""
         dirs = view_directions(views.azimuth, views.elevation, self.thresholds) if self.view_dependent \
             else ["front"] * len(views.azimuth)
+        if views.directions is not None:  # a view that names its own prompt keeps it
+            dirs = [d if g is None else g for g, d in zip(views.directions, dirs)]
         cond = torch.stack([self.cond[d] for d in dirs])
         return cond, self.uncond.expand_as(cond)
 

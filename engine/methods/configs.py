@@ -280,3 +280,106 @@ class GenerateConfig(GuidanceOptions, TrainOptions):
         check_option(finite(self.mesh_threshold) and self.mesh_threshold > 0, "mesh_threshold", self.mesh_threshold,
                      "must be a positive density")
 
+
+
+PAINT_PRESETS = {
+    # quality: Paint-it's recipe (4 views of 512² per step, a 512² texture, 1,500 steps); fast: the
+    # recipe that keeps its known-answer quality at a fraction of the guidance calls on a CPU
+    "fast": {"max_steps": 400, "views": 2, "render_size": 256, "texture_res": 256},
+    "quality": {"max_steps": 1500, "views": 4, "render_size": 512, "texture_res": 512},
+}
+
+
+@dataclass(kw_only=True)
+class PaintConfig(GuidanceOptions, TrainOptions):
+    """Paint PBR texture maps (base colour, occlusion-roughness-metallic, normal) on a mesh from a
+    text prompt: Paint-it's texture network optimised by Score Distillation through our mesh
+    renderer."""
+
+    kind: ClassVar[str] = "paint"
+    mesh: tyro.conf.Positional[Annotated[Path, tyro.conf.arg(metavar="MESH")]]
+    """An OBJ / PLY / GLB / glTF file; a run directory with a mesh in exports/ (a NeRF or text-to-3D
+    export) or a fit-body run (its body.npz, frame --frame); a body.npz; or `anny`, the open body
+    model's rest pose."""
+    prompt: tyro.conf.Positional[Annotated[str, tyro.conf.arg(metavar="PROMPT")]]
+    """What the surface should look like, e.g. "a wooden chair with a red velvet seat"."""
+    preset: Literal["fast", "quality"] = "fast"
+    """fast: 2 views of 256² per step, a 256² texture, 400 steps; quality: Paint-it's 4 views of
+    512², a 512² texture, 1,500 steps. The options below override a preset's values."""
+    max_steps: Optional[int] = None
+    views: Optional[int] = None
+    """Views per step: one from the front, the rest at random."""
+    render_size: Optional[int] = None
+    texture_res: Optional[int] = None
+    """Side of the painted maps (a multiple of 2**scales)."""
+    view_bank: int = 96
+    """Random views whose rasterization is computed once and reused (the geometry is fixed); 0:
+    fresh random views every step."""
+    camera_distance: float = 3.25
+    """Camera distance, with the mesh centred and scaled to extent 2."""
+    elevation: tuple[float, float] = (-60.0, 60.0)
+    fov: float = 45.0
+    face_view: Literal["auto", "on", "off"] = "auto"
+    """A close view of the face each step with its own prompt (auto: for body meshes)."""
+    face_prompt: Optional[str] = None
+    """Default: "the face of PROMPT"."""
+    environment: Optional[Path] = None
+    """Lighting: an equirectangular .hdr / .exr / image (default: a built-in sky)."""
+    background: Literal["white", "random"] = "white"
+    up: Literal["auto", "y", "z"] = "auto"
+    """The mesh's up axis: y for mesh files (glTF's and OBJ's convention, front along +z), z for our
+    run directories (front along +x). auto: by the input's kind."""
+    frame: int = 0
+    """Body fits: the frame of body.npz to paint (its pose; the global rotation is dropped)."""
+    body_model: Optional[Path] = None
+    """Body fits made with an SMPL-family model: that model's file."""
+    max_faces: int = 1_000_000
+    """Refuse larger meshes (decimate them first)."""
+    lr: float = 5e-4
+    lr_decay: float = 0.9
+    """The learning rate is multiplied by this 15 times over the run (Paint-it: every 100 of 1,500 steps)."""
+    grad_norm_clip: float = 10.0
+    channels: int = 128
+    """Texture network width (Paint-it: 128)."""
+    scales: int = 5
+    t_range: tuple[float, float] = (0.3, 0.98)
+    t_anneal: Literal["none", "linear", "sqrt", "dreamgaussian"] = "sqrt"
+    t_final: tuple[float, float] = (0.2, 0.5)
+    checkpoint_every: int = may_change(50)
+    snapshot_every: int = may_change(100)
+    """Steps between renders/snapshots/step_NNNNN.png (0: none)."""
+    video_frames: int = may_change(60)
+
+    def resolved(self) -> "PaintConfig":
+        d = PAINT_PRESETS[self.preset]
+        return dataclasses.replace(self, **{k: v if getattr(self, k) is None else getattr(self, k)
+                                            for k, v in d.items()})
+
+    def check(self) -> None:
+        r = self.resolved()
+        check_option(bool(self.prompt.strip()) or self.guidance == "known-object", "prompt", self.prompt,
+                     "is empty: say what to paint")
+        TrainOptions.check(r)
+        GuidanceOptions.check(self)
+        check_option(1 <= r.views <= 16, "views", r.views, "must be 1 to 16")
+        check_option(32 <= r.render_size <= 2048, "render_size", r.render_size, "must be 32 to 2048 pixels")
+        check_option(1 <= self.scales <= 7, "scales", self.scales, "must be 1 to 7")
+        check_option(8 <= self.channels <= 512, "channels", self.channels, "must be 8 to 512")
+        step = 1 << self.scales
+        check_option(r.texture_res % step == 0 and 32 <= r.texture_res <= 4096, "texture_res", r.texture_res,
+                     f"must be a multiple of {step} (2**scales) from 32 to 4096")
+        check_option(0 <= self.view_bank <= 4096, "view_bank", self.view_bank, "must be 0 to 4096")
+        check_option(finite(self.camera_distance) and self.camera_distance >= 1.5, "camera_distance",
+                     self.camera_distance, "must be 1.5 or more (the mesh is scaled to extent 2)")
+        lo, hi = self.elevation
+        check_option(finite(lo) and finite(hi) and -89 <= lo <= hi <= 89, "elevation", self.elevation,
+                     "must be two angles -89 <= min <= max <= 89")
+        check_option(finite(self.fov) and 5 <= self.fov <= 150, "fov", self.fov, "must be 5 to 150 degrees")
+        check_option(self.frame >= 0, "frame", self.frame, "must be 0 or more")
+        check_option(self.max_faces >= 1, "max_faces", self.max_faces, "must be 1 or more")
+        for name in ("lr", "grad_norm_clip"):
+            v = getattr(self, name)
+            check_option(finite(v) and v > 0, name, v, "must be a positive number")
+        check_option(finite(self.lr_decay) and 0 < self.lr_decay <= 1, "lr_decay", self.lr_decay,
+                     "must be in (0, 1]")
+        check_option(self.snapshot_every >= 0, "snapshot_every", self.snapshot_every, "must be 0 or more")

@@ -21,6 +21,17 @@ EVAL_VIEWS = 8  # held-out views of a known object
 EVAL_SIZE = 128
 
 
+def orbit_cameras(n: int, size: int, radius: float, fov: float, elevation: float = 15.0, offset: float = 0.0,
+                  device="cpu") -> Cameras:
+    """n square views round the origin (z up) at `radius`, `elevation` degrees up, the first at
+    azimuth `offset` degrees (0 looks at the object's front, from +x)."""
+    f = 0.5 * size / math.tan(math.radians(fov) / 2)
+    e, a = math.radians(elevation), math.radians(offset)
+    c2ws = orbit_path(np.zeros(3), np.array([0.0, 0.0, 1.0]), np.array([math.cos(a), math.sin(a), 0.0]),
+                      radius * math.cos(e), radius * math.sin(e), n)
+    return Cameras.from_c2w(c2ws, Intrinsics(size, size, f, f, size / 2, size / 2), device)
+
+
 class GenerationMethod(Method):
     """`cfg`: a resolved `engine.methods.configs.GenerateConfig`. Subclasses render views
     (`render_views`) and own their parameters and optimisers."""
@@ -69,12 +80,8 @@ class GenerationMethod(Method):
     def orbit(self, n: int, size: int, elevation: float = 15.0, offset: float = 0.0) -> Cameras:
         """n views round the object at the mid camera distance and field of view."""
         cfg = self.cfg
-        r, fov = float(np.mean(cfg.camera_distance)), float(np.mean(cfg.fov))
-        f = 0.5 * size / math.tan(math.radians(fov) / 2)
-        e, a = math.radians(elevation), math.radians(offset)
-        c2ws = orbit_path(np.zeros(3), np.array([0.0, 0.0, 1.0]), np.array([math.cos(a), math.sin(a), 0.0]),
-                          r * math.cos(e), r * math.sin(e), n)
-        return Cameras.from_c2w(c2ws, Intrinsics(size, size, f, f, size / 2, size / 2), self.device)
+        return orbit_cameras(n, size, float(np.mean(cfg.camera_distance)), float(np.mean(cfg.fov)), elevation, offset,
+                             self.device)
 
     def video_cameras(self, frames: int) -> Cameras:
         return self.orbit(frames, 256)

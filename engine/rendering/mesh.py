@@ -52,6 +52,36 @@ def tangents(vertices: Tensor, faces: Tensor, uvs: Tensor, normals: Tensor) -> T
 
 
 @dataclass
+class GBuffer:
+    """The geometry of a render, each (B, H, W, C) unless said: clip positions (B, V, 4), the
+    rasterization, coverage, UVs and their pixel derivatives (None without UVs), world positions,
+    interpolated normals, directions to the eye, the UV tangent frame (None unless the renderer has
+    tangents) and camera depth."""
+
+    clip: Tensor
+    rast: Tensor
+    hit: Tensor
+    uv: Tensor | None
+    uv_da: Tensor | None
+    world: Tensor
+    normal: Tensor
+    view: Tensor
+    tangent: Tensor | None
+    bitangent: Tensor | None
+    depth: Tensor
+
+    def select(self, index) -> "GBuffer":
+        """The views at `index` (the clip positions' and every map's first dimension)."""
+        pick = lambda t: None if t is None else t[index]  # noqa: E731
+        return GBuffer(*(pick(getattr(self, f)) for f in self.__dataclass_fields__))
+
+    @staticmethod
+    def cat(parts: list["GBuffer"]) -> "GBuffer":
+        join = lambda ts: None if ts[0] is None else torch.cat(ts)  # noqa: E731
+        return GBuffer(*(join([getattr(p, f) for p in parts]) for f in GBuffer.__dataclass_fields__))
+
+
+@dataclass
 class MeshRender:
     """What one render gives, each (B, H, W, C): colour (display sRGB), coverage, camera depth,
     world normals and the raw rasterization."""
@@ -69,7 +99,10 @@ class MeshRenderer:
     rendered from any cameras. `maps` overrides the material's textures for one part (Paint-it's
     network output): a dict of base_color (sRGB), orm and normal, (H, W, C) or (B, H, W, C)."""
 
-    def __init__(self, mesh: TexturedMesh, device="cpu", near: float = 0.01, far: float = 100.0):
+    def __init__(self, mesh: TexturedMesh, device="cpu", near: float = 0.01, far: float = 100.0,
+                 tangent_frames: bool = False):
+        """tangent_frames: compute the UV tangent frame even when no material has a normal map (a
+        normal map given later through `maps`)."""
         self.mesh = mesh
         self.device = torch.device(device)
         self.near, self.far = near, far
@@ -79,7 +112,7 @@ class MeshRenderer:
         self.normals = mesh.vertex_normals().to(self.device)
         self.uvs = None if mesh.uvs is None else mesh.uvs.to(self.device)
         self.tangents = None
-        if self.uvs is not None and any(p.material.normal is not None for p in mesh.parts):
+        if self.uvs is not None and (tangent_frames or any(p.material.normal is not None for p in mesh.parts)):
             self.tangents = tangents(self.vertices, self.faces, self.uvs, self.normals)
         self.face_part = mesh.face_part().to(self.device)
         self._mips: dict[tuple[int, str], list[Tensor]] = {}  # fixed textures' pyramids, built once
@@ -127,14 +160,9 @@ class MeshRenderer:
                 out[name] = torch.where(mask, v, out[name])
         return out
 
-    def render(self, cameras: Cameras, shading: str = "unlit", background: Tensor | None = None,
-               environment: Environment | None = None, lights: list[tuple[Tensor, Tensor]] = (),
-               maps: dict | None = None, antialias: bool = True, vertices: Tensor | None = None) -> MeshRender:
-        """Render from `cameras` (one size). background: (3,) or (B, H, W, 3) sRGB (default white).
-        lights: (position (3,), radiance (3,)) point lights. vertices: positions to use instead of
-        the mesh's (geometry optimisation)."""
-        if shading not in SHADINGS:
-            raise ValueError(f"unknown shading {shading!r} (one of {', '.join(SHADINGS)})")
+    def gbuffer(self, cameras: Cameras, vertices: Tensor | None = None) -> GBuffer:
+        """Everything a shade needs that depends only on the geometry and the cameras (one size).
+        With fixed geometry it can be computed once per view and shaded many times (Paint-it)."""
         W, H = cameras.size
         verts = (self.vertices if vertices is None else vertices).to(self.device)
         mvp = projection(cameras, self.near, self.far).to(self.device, verts.dtype)
@@ -148,20 +176,42 @@ class MeshRenderer:
         world, _ = ops.interpolate(verts, rast, self.faces)
         normal, _ = ops.interpolate(self.normals, rast, self.faces)
         normal = F.normalize(normal, dim=-1)
+        eye = cameras.c2w[:, :3, 3].to(self.device, verts.dtype)[:, None, None, :]
+        tangent = bitangent = None
+        if self.tangents is not None:
+            tan, _ = ops.interpolate(self.tangents, rast, self.faces)
+            tangent = F.normalize(tan[..., :3] - (tan[..., :3] * normal).sum(-1, keepdim=True) * normal, dim=-1)
+            bitangent = torch.cross(normal, tangent, dim=-1) * torch.sign(tan[..., 3:]).clamp(min=-1)
+        cam_z = torch.einsum("bij,bhwj->bhwi", torch.linalg.inv(cameras.c2w).to(self.device, verts.dtype)[:, :3, :3],
+                             world - eye)[..., 2:]
+        depth = torch.where(hit > 0, cam_z, torch.zeros_like(hit))
+        return GBuffer(clip, rast, hit, uv, uv_da, world, normal, F.normalize(eye - world, dim=-1), tangent, bitangent,
+                       depth)
+
+    def render(self, cameras: Cameras, shading: str = "unlit", background: Tensor | None = None,
+               environment: Environment | None = None, lights: list[tuple[Tensor, Tensor]] = (),
+               maps: dict | None = None, antialias: bool = True, vertices: Tensor | None = None) -> MeshRender:
+        """Render from `cameras` (one size). background: (3,) or (B, H, W, 3) sRGB (default white).
+        lights: (position (3,), radiance (3,)) point lights. vertices: positions to use instead of
+        the mesh's (geometry optimisation)."""
+        if shading not in SHADINGS:
+            raise ValueError(f"unknown shading {shading!r} (one of {', '.join(SHADINGS)})")
+        return self.shade(self.gbuffer(cameras, vertices), shading, background, environment, lights, maps, antialias)
+
+    def shade(self, gb: GBuffer, shading: str = "unlit", background: Tensor | None = None,
+              environment: Environment | None = None, lights: list[tuple[Tensor, Tensor]] = (),
+              maps: dict | None = None, antialias: bool = True) -> MeshRender:
+        """`render`'s second half, on a G-buffer (see `gbuffer`)."""
+        hit, normal, world, view = gb.hit, gb.normal, gb.world, gb.view
         if self.mesh.colors is not None and not self.mesh.textured:
-            base, _ = ops.interpolate(self.mesh.colors.to(self.device), rast, self.faces)
+            base, _ = ops.interpolate(self.mesh.colors.to(self.device), gb.rast, self.faces)
             mat = {"base_color": base, "roughness": torch.ones_like(hit), "metallic": torch.zeros_like(hit),
                    "occlusion": torch.ones_like(hit), "normal": None}
         else:
-            mat = self.material_maps(rast, uv, uv_da, maps)
-        eye = cameras.c2w[:, :3, 3].to(self.device, verts.dtype)[:, None, None, :]
-        view = F.normalize(eye - world, dim=-1)
-        if mat["normal"] is not None and self.tangents is not None and shading != "unlit":
-            tan, _ = ops.interpolate(self.tangents, rast, self.faces)
-            t = F.normalize(tan[..., :3] - (tan[..., :3] * normal).sum(-1, keepdim=True) * normal, dim=-1)
-            b = torch.cross(normal, t, dim=-1) * torch.sign(tan[..., 3:]).clamp(min=-1)
+            mat = self.material_maps(gb.rast, gb.uv, gb.uv_da, maps)
+        if mat["normal"] is not None and gb.tangent is not None and shading != "unlit":
             m = mat["normal"] * 2 - 1
-            normal = F.normalize(m[..., :1] * t + m[..., 1:2] * b + m[..., 2:3] * normal, dim=-1)
+            normal = F.normalize(m[..., :1] * gb.tangent + m[..., 1:2] * gb.bitangent + m[..., 2:3] * normal, dim=-1)
         if shading == "unlit":
             rgb = mat["base_color"]
         else:
@@ -178,21 +228,18 @@ class MeshRenderer:
                 else:
                     lin = lin + env.shade(base, rough, metal, mat["occlusion"], normal, view)
             for position, radiance in lights:
-                d = position.to(self.device, verts.dtype) - world
+                d = position.to(self.device, world.dtype) - world
                 dist2 = (d * d).sum(-1, keepdim=True).clamp_min(1e-8)
                 lin = lin + direct_light(base, rough, metal, normal, view, d / dist2.sqrt(),
-                                         radiance.to(self.device, verts.dtype) / dist2)
+                                         radiance.to(self.device, world.dtype) / dist2)
             rgb = linear_to_srgb(lin)
         bg = torch.ones(3, device=self.device) if background is None else background.to(self.device)
         rgb = rgb * hit + bg.expand_as(rgb) * (1 - hit)
         alpha = hit
         if antialias:
-            both = ops.antialias(torch.cat([rgb, alpha], -1), rast, clip, self.faces, self.topology)
+            both = ops.antialias(torch.cat([rgb, alpha], -1), gb.rast, gb.clip, self.faces, self.topology)
             rgb, alpha = both[..., :3], both[..., 3:]
-        cam_z = torch.einsum("bij,bhwj->bhwi", torch.linalg.inv(cameras.c2w).to(self.device, verts.dtype)[:, :3, :3],
-                             world - eye)[..., 2:]
-        depth = torch.where(hit > 0, cam_z, torch.zeros_like(hit))
-        return MeshRender(rgb, alpha, depth, normal * hit, rast, {"uv": uv})
+        return MeshRender(rgb, alpha, gb.depth, normal * hit, gb.rast, {"uv": gb.uv})
 
 
 # ------------------------------------------------------------------------------------ baking
