@@ -105,13 +105,14 @@ def load_subject(cfg: PaintConfig):
     extent = (mesh.vertices.max(0).values - mesh.vertices.min(0).values).max()
     if not float(extent) > 0:
         raise InputError(where, "is a single point: there is no surface to paint")
-    painted, uv_source = _usable_uvs(mesh, where)
-    return PaintSubject(painted, up, body, uv_source, source, mesh)
+    painted, uv_source = _usable_uvs(mesh)
+    return PaintSubject(painted, up, body, uv_source.split(":")[0], source, mesh, uv_source)
 
 
-def _usable_uvs(mesh, where):
+def _usable_uvs(mesh):
     """The file's UVs when one texture can use them (one material, inside the unit square, charts
-    that do not overlap); else a new layout from xatlas, with a line saying why."""
+    that do not overlap); else a new layout from xatlas. Returns the mesh and where its UVs came
+    from (why, for xatlas)."""
     from scenes.textured_mesh import unwrap, uv_overlap
 
     why = None
@@ -127,8 +128,8 @@ def _usable_uvs(mesh, where):
             why = f"has overlapping UV charts ({100 * overlap:.0f}% of covered texels)"
     if why is None:
         return mesh, "file"
-    log.info("%s %s: unwrapping it with xatlas for one painted texture", where or "the mesh", why)
-    return unwrap(mesh.with_material(mesh.parts[0].material)), "xatlas"
+
+    return unwrap(mesh.with_material(mesh.parts[0].material)), f"xatlas: the mesh {why}"
 
 
 def run_paint(cfg: PaintConfig) -> dict:
@@ -158,6 +159,8 @@ def run_paint(cfg: PaintConfig) -> dict:
     if Path(cfg.mesh).exists():
         inputs.append(Path(cfg.mesh))
     run = start_run("paint", cfg, inputs=inputs, resume=cfg.resume)
+    if subject.uv_source == "xatlas":
+        log.info("new UVs by xatlas for one painted texture (%s)", subject.uv_why.split(": ", 1)[1])
     log.info("painting %s (%d faces, UVs from %s) as %r: %d steps of %d view%s at %d², texture %d²", subject.source,
              len(subject.mesh.faces), subject.uv_source, cfg.prompt, cfg.max_steps, cfg.views,
              "s" if cfg.views > 1 else "", cfg.render_size, cfg.texture_res)

@@ -285,7 +285,7 @@ class GenerateConfig(GuidanceOptions, TrainOptions):
 PAINT_PRESETS = {
     # quality: Paint-it's recipe (4 views of 512² per step, a 512² texture, 1,500 steps); fast: the
     # recipe that keeps its known-answer quality at a fraction of the guidance calls on a CPU
-    "fast": {"max_steps": 400, "views": 2, "render_size": 256, "texture_res": 256},
+    "fast": {"max_steps": 320, "views": 2, "render_size": 256, "texture_res": 256},
     "quality": {"max_steps": 1500, "views": 4, "render_size": 512, "texture_res": 512},
 }
 

@@ -55,6 +55,7 @@ class PaintSubject:
     uv_source: str = "file"
     source: str = ""
     original: TexturedMesh | None = None
+    uv_why: str = ""
 
 
 def normalise(vertices: Tensor, up: str) -> tuple[Tensor, Tensor, Tensor, float]:
