@@ -595,6 +595,77 @@ class BenchMesh:
 
 
 @dataclass
+class BenchPaint:
+    """Paint-it's cost per step with Stable Diffusion 2.1-base's architecture (random weights; speed
+    does not depend on them), per preset and precision, stage by stage; the projected minutes of the
+    preset and of 1,500 steps; and the known answer's quality through the whole command."""
+
+    presets: tuple[Literal["fast", "quality"], ...] = ("fast", "quality")
+    dtypes: tuple[Literal["float32", "bf16"], ...] = ("bf16", "float32")
+    mesh: Path = Path("../shared/data/meshes/fuze.obj")
+    """A textured mesh (its own texture is the known answer)."""
+    oracle: tuple[Literal["fast", "quality"], ...] = ("fast",)
+    """Presets whose known-answer run is made (fast: about 5 minutes; quality: about an hour)."""
+    reps: int = 1
+    """Timed repetitions after one warm-up (the fastest counts)."""
+    json: Optional[Path] = None
+    seed: int = 0
+    debug: bool = False
+
+    def check(self) -> None:
+        check_option(self.reps >= 1, "reps", self.reps, "must be 1 or more")
+        if not self.mesh.is_file():
+            raise InputError(self.mesh, "no such mesh (the benchmark paints a textured mesh back)")
+
+    def run(self) -> None:
+        import tempfile
+
+        import torch
+        from rich.table import Table
+
+        from engine.guidance.stable_diffusion import require_libraries
+        from engine.io import atomic_write_json
+        from engine.paint_bench import STAGES, oracle_run, paint_method, stage_times, step_time
+        from engine.progress import console, track
+        from engine.sds_bench import build
+
+        require_libraries()
+        parts = build("sd21-base", self.seed)
+        oracle = {}
+        for preset in self.oracle:
+            with tempfile.TemporaryDirectory() as tmp:
+                oracle[preset] = oracle_run(self.mesh, preset, Path(tmp) / preset, self.seed)
+        records = []
+        table = Table(title=f"Paint-it per step, SD 2.1-base architecture, {torch.get_num_threads()} threads")
+        for col in ("preset", "dtype", *STAGES, "step", "preset run", "1,500 steps", "known answer"):
+            table.add_column(col, justify="right")
+        for preset, dtype in track([(p, d) for p in self.presets for d in self.dtypes], "timing"):
+            method = paint_method(self.mesh, preset, dtype, parts, self.seed)
+            stages = stage_times(method, self.reps)
+            step = step_time(method, self.reps)
+            steps = method.cfg.max_steps
+            o = oracle.get(preset, {})
+            rec = {"preset": preset, "dtype": dtype, "step_s": step, "minutes_1500": step * 1500 / 60,
+                   "steps": steps, "minutes_preset": step * steps / 60, "stages_ms": stages,
+                   "views": method.cfg.views, "render_size": method.cfg.render_size,
+                   "texture_res": method.cfg.texture_res, "guidance_size": method.guidance.guidance_size,
+                   "oracle_psnr": o.get("oracle_psnr"), "oracle": o or None}
+            records.append(rec)
+            table.add_row(preset, dtype, *(f"{stages[k]:.0f} ms" for k in STAGES), f"{step:.2f} s",
+                          f"{rec['minutes_preset']:.0f} min", f"{rec['minutes_1500']:.0f} min",
+                          f"{o['oracle_psnr']:.1f} dB" if o else "—")
+            del method
+        console.print(table)
+        for preset, o in oracle.items():
+            console.print(f"known answer, {preset}: held-out lit PSNR {o['oracle_psnr']:.2f} dB, base colour "
+                          f"{o['oracle_base_color_psnr']:.2f} dB, {o['oracle_steps']} steps in "
+                          f"{o['oracle_minutes']:.1f} min (no diffusion model: the oracle)")
+        if self.json:
+            atomic_write_json(self.json, records)
+            console.print(f"wrote {self.json}")
+
+
+@dataclass
 class BenchJob:
     """Benchmarks: print a table and, with --json, write the records."""
 
@@ -603,7 +674,8 @@ class BenchJob:
                                                  Annotated[BenchBody, tyro.conf.subcommand("body")],
                                                  Annotated[BenchTrain, tyro.conf.subcommand("train")],
                                                  Annotated[BenchSds, tyro.conf.subcommand("sds")],
-                                                 Annotated[BenchMesh, tyro.conf.subcommand("mesh")]]]
+                                                 Annotated[BenchMesh, tyro.conf.subcommand("mesh")],
+                                                 Annotated[BenchPaint, tyro.conf.subcommand("paint")]]]
 
     def check(self) -> None:
         if hasattr(self.case, "check"):
