@@ -107,8 +107,9 @@ class PaintIt(Method):
         self.cfg, self.subject, self.device = cfg, subject, device
         verts, self.R, self.centre, self.scale = normalise(subject.mesh.vertices, subject.up)
         normals = None if subject.mesh.normals is None else subject.mesh.normals @ self.R.T
+        # factors of 1: the painted maps are the values (glTF multiplies maps by their factors)
         self.mesh = replace(subject.mesh, vertices=verts, normals=normals, colors=None).with_material(
-            Material("painted"))
+            Material("painted", roughness=1.0, metallic=1.0))
         self.renderer = MeshRenderer(self.mesh, device, tangent_frames=True)
         self.env = Environment.from_radiance(environment_radiance(cfg.environment)).to(device)
         self.net = TextureNetwork(cfg.texture_res, cfg.channels, cfg.scales, cfg.seed).to(

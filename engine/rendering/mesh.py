@@ -127,6 +127,18 @@ class MeshRenderer:
             self._mips[key] = ops.mip_pyramid(t[None] if t.dim() == 3 else t)
         return ops.texture(self._mips[key][0], uv, uv_da, "linear-mipmap-linear", mips=self._mips[key])
 
+    def _sample_given(self, k: int, given: dict, uv: Tensor | None, uv_da: Tensor | None) -> dict[str, Tensor]:
+        """The given maps sampled at the pixels; maps of one size share one lookup (one mip pyramid
+        and one pass for all their channels: a painted texture's three maps cost one)."""
+        names = [n for n in ("base_color", "orm", "normal") if n in given]
+        if uv is None or not names:
+            return {}
+        texs = [given[n][..., :3] for n in names]
+        if len({t.shape[:-1] for t in texs}) == 1:
+            s = self._sample((k, "given"), torch.cat(texs, -1), uv, uv_da, False)
+            return dict(zip(names, s.split(3, -1)))
+        return {n: self._sample((k, n), t, uv, uv_da, False) for n, t in zip(names, texs)}
+
     def material_maps(self, rast: Tensor, uv: Tensor | None, uv_da: Tensor | None, maps: dict | None) -> dict[str, Tensor]:
         """Per pixel: base colour (sRGB), roughness, metallic, occlusion and tangent-space normal."""
         B, H, W = rast.shape[:3]
@@ -143,19 +155,22 @@ class MeshRenderer:
             factor = torch.tensor(m.base_color_factor[:3], device=self.device)
             vals = {"base_color": factor.expand(B, H, W, 3), "roughness": torch.full((B, H, W, 1), m.roughness, device=self.device),
                     "metallic": torch.full((B, H, W, 1), m.metallic, device=self.device)}
+            sampled = self._sample_given(k, given, uv, uv_da)
+            pick = lambda name, key, own: sampled[name] if name in sampled else \
+                self._sample((k, key), own, uv, uv_da, True)  # noqa: E731
             base = given.get("base_color", m.base_color)
             if base is not None and uv is not None:
-                vals["base_color"] = self._sample((k, "base"), base[..., :3], uv, uv_da, "base_color" not in given) * factor
+                vals["base_color"] = pick("base_color", "base", base[..., :3]) * factor
             orm = given.get("orm", m.orm)
             if orm is not None and uv is not None:
-                s = self._sample((k, "orm"), orm, uv, uv_da, "orm" not in given)
+                s = pick("orm", "orm", orm)
                 vals["roughness"] = s[..., 1:2] * m.roughness
                 vals["metallic"] = s[..., 2:3] * m.metallic
                 if m.has_occlusion or "orm" in given:
                     vals["occlusion"] = s[..., 0:1]
             normal = given.get("normal", m.normal)
             if normal is not None and uv is not None:
-                vals["normal"] = self._sample((k, "normal"), normal, uv, uv_da, "normal" not in given)
+                vals["normal"] = pick("normal", "normal", normal)
             for name, v in vals.items():
                 out[name] = torch.where(mask, v, out[name])
         return out
