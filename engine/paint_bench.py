@@ -11,14 +11,14 @@ import torch
 STAGES = ("raster", "shading", "network_fwd", "network_bwd", "vae_encode", "unet")
 
 
-def _best(fn, reps: int) -> float:
-    """ms of fn's fastest run after one warm-up."""
+def _best(fn, reps: int, warmup: int = 1) -> float:
+    """ms of fn's fastest run after `warmup` runs."""
     times = []
-    for _ in range(reps + 1):
+    for _ in range(reps + warmup):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return 1000 * min(times[1:])
+    return 1000 * min(times[warmup:])
 
 
 def paint_method(mesh: Path, preset: str, dtype: str, parts: dict | None, seed: int = 0):
@@ -76,11 +76,14 @@ def stage_times(method, reps: int = 1) -> dict[str, float]:
     return out
 
 
+STEP_WARMUP = 4  # a whole step settles after a few (oneDNN's primitives, the allocator): 13.5 s, then 8.9 s
+
+
 def step_time(method, reps: int = 1) -> float:
-    """Seconds of one whole training step late in the run (the network warmed up)."""
+    """Seconds of one whole training step late in the run, after STEP_WARMUP steps."""
     steps = method.cfg.max_steps
     start = int(0.7 * steps)
-    return _best(lambda: method.train_step(start, lambda k: k / steps), reps) / 1000
+    return _best(lambda: method.train_step(start, lambda k: k / steps), reps + 1, STEP_WARMUP) / 1000
 
 
 def oracle_run(mesh: Path, preset: str, out: Path, seed: int = 0) -> dict:
