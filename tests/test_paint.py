@@ -197,3 +197,28 @@ def test_bad_input_is_one_clear_line(tiny_sd, data, tmp_path):
     r = run_cli("paint", run_dir, "a truck", "--model", tiny_sd, "--out", tmp_path / "k")
     assert_one_clear_line(r, [str(run_dir), "no mesh"])
     assert not any((tmp_path / x).exists() for x in "abcdefghijk")
+
+
+def test_bench_paint_times_every_stage_with_any_guidance_model(data, tmp_path):
+    """The benchmark's parts on a tiny random Stable Diffusion (its real run uses SD 2.1-base's
+    architecture): every stage timed, the whole step too, and a missing mesh refused."""
+    pytest.importorskip("diffusers")
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    from engine.paint_bench import STAGES, paint_method, stage_times, step_time
+
+    torch.manual_seed(0)
+    parts = {"unet": UNet2DConditionModel(block_out_channels=(4, 8), layers_per_block=1, sample_size=8,
+                                          down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                          up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=8,
+                                          norm_num_groups=2, attention_head_dim=2),
+             "vae": AutoencoderKL(block_out_channels=[4, 4], down_block_types=["DownEncoderBlock2D"] * 2,
+                                  up_block_types=["UpDecoderBlock2D"] * 2, latent_channels=4, norm_num_groups=2),
+             "text_dim": 8}
+    m = paint_method(data / "meshes" / "BoxTextured.glb", "fast", "bf16", parts)
+    assert m.guidance.name == "stable-diffusion" and m.cfg.views == 2 and m.cfg.texture_res == 256
+    st = stage_times(m)
+    assert set(st) == set(STAGES) and all(v > 0 for v in st.values()), st
+    assert step_time(m) > 0
+    r = run_cli("bench", "paint", "--mesh", tmp_path / "none.obj")
+    assert_one_clear_line(r, ["none.obj", "no such mesh"])
