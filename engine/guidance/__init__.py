@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from engine.guidance.base import Guidance, GuidanceOutput, Views
 
-__all__ = ["Guidance", "GuidanceOutput", "Views", "build_guidance"]
+__all__ = ["Guidance", "GuidanceOutput", "Views", "build_guidance", "check_guidance_inputs"]
 
 
 def build_guidance(cfg, device: str = "cpu", extra_prompts: dict[str, str] | None = None) -> Guidance:
@@ -29,3 +29,19 @@ def build_guidance(cfg, device: str = "cpu", extra_prompts: dict[str, str] | Non
     from engine.guidance.stable_diffusion import StableDiffusionGuidance
 
     return StableDiffusionGuidance.from_config(cfg, device, extra_prompts)
+
+
+def check_guidance_inputs(cfg) -> None:
+    """Refuse a missing or incomplete model folder, missing libraries or a missing small VAE in one
+    line, before a job makes a run directory for nothing."""
+    from pathlib import Path
+
+    from engine.errors import InputError
+
+    if cfg.guidance == "stable-diffusion":
+        from engine.guidance.stable_diffusion import check_folder, require_libraries
+
+        check_folder(cfg.model)
+        require_libraries()
+    if cfg.vae is not None and not Path(cfg.vae).is_dir():
+        raise InputError(cfg.vae, "no such AutoencoderTiny folder")

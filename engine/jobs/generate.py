@@ -24,18 +24,13 @@ def run_generation(cfg: GenerateConfig) -> dict:
     """A new run directory (or the one to --resume) with config, log, checkpoints, metrics, the
     turntable video and the exports."""
     from engine.registry import GENERATORS
+    from engine.guidance import check_guidance_inputs
     from engine.runs import resolve_device, start_run
     from engine.training.loop import TrainingLoop
 
     cfg = cfg.resolved()
     cfg.check()
-    if cfg.guidance == "stable-diffusion":  # before a run directory is made for nothing
-        from engine.guidance.stable_diffusion import check_folder, require_libraries
-
-        check_folder(cfg.model)
-        require_libraries()
-    if cfg.vae is not None and not Path(cfg.vae).is_dir():
-        raise InputError(cfg.vae, "no such AutoencoderTiny folder")
+    check_guidance_inputs(cfg)
     if resolve_device(cfg.device) == "cuda":
         raise InputError(None, "generation on CUDA waits for the CUDA kernels to be verified on a GPU; use --device cpu")
     inputs = [Path(p) for p in (cfg.model, cfg.vae) if p is not None]

@@ -136,18 +136,13 @@ def run_paint(cfg: PaintConfig) -> dict:
     """A new run directory (or the one to --resume) with config, log, checkpoints, snapshots, metrics,
     the turntable video and the painted mesh (exports/mesh.glb, exports/obj/)."""
     from engine.methods.paint import PaintIt
+    from engine.guidance import check_guidance_inputs
     from engine.runs import resolve_device, start_run
     from engine.training.loop import TrainingLoop
 
     cfg = cfg.resolved()
     cfg.check()
-    if cfg.guidance == "stable-diffusion":  # before a run directory is made for nothing
-        from engine.guidance.stable_diffusion import check_folder, require_libraries
-
-        check_folder(cfg.model)
-        require_libraries()
-    if cfg.vae is not None and not Path(cfg.vae).is_dir():
-        raise InputError(cfg.vae, "no such AutoencoderTiny folder")
+    check_guidance_inputs(cfg)
     if cfg.environment is not None:
         from engine.data.hdr import read_environment
 

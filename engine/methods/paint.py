@@ -24,7 +24,6 @@ from torch import Tensor
 from engine.cameras import Cameras, sample_orbit_cameras
 from engine.data.cameras import Intrinsics, look_at
 from engine.guidance import Views
-from engine.guidance.prompts import view_directions
 from engine.methods.generation import orbit_cameras
 from engine.rendering import RenderOutput
 from engine.rendering.mesh import GBuffer, MeshRenderer
