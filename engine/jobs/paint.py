@@ -52,7 +52,8 @@ def _body_mesh(path: Path, frame: int, body_model: Path | None):
         from scenes.body_files import load_smpl
 
         model = load_smpl(body_model)
-    betas = torch.as_tensor(d["betas"][frame:frame + 1], dtype=torch.float32)
+    b = d["betas"]  # one shape for the whole sequence (1, S) or one per frame (T, S)
+    betas = torch.as_tensor(b[min(frame, len(b) - 1)][None], dtype=torch.float32)
     pose = torch.as_tensor(d["pose"][frame:frame + 1], dtype=torch.float32).clone()
     pose[:, 0] = 0
     with torch.no_grad():
@@ -105,14 +106,14 @@ def load_subject(cfg: PaintConfig):
     extent = (mesh.vertices.max(0).values - mesh.vertices.min(0).values).max()
     if not float(extent) > 0:
         raise InputError(where, "is a single point: there is no surface to paint")
-    painted, uv_source = _usable_uvs(mesh)
-    return PaintSubject(painted, up, body, uv_source.split(":")[0], source, mesh, uv_source)
+    painted, why = _usable_uvs(mesh)
+    return PaintSubject(painted, up, body, "file" if why is None else "xatlas", source, mesh, why or "")
 
 
 def _usable_uvs(mesh):
     """The file's UVs when one texture can use them (one material, inside the unit square, charts
-    that do not overlap); else a new layout from xatlas. Returns the mesh and where its UVs came
-    from (why, for xatlas)."""
+    that do not overlap); else a new layout from xatlas. Returns the mesh and why its UVs were
+    replaced (None when they were not)."""
     from scenes.textured_mesh import unwrap, uv_overlap
 
     why = None
@@ -127,16 +128,15 @@ def _usable_uvs(mesh):
         if overlap > UV_OVERLAP:
             why = f"has overlapping UV charts ({100 * overlap:.0f}% of covered texels)"
     if why is None:
-        return mesh, "file"
-
-    return unwrap(mesh.with_material(mesh.parts[0].material)), f"xatlas: the mesh {why}"
+        return mesh, None
+    return unwrap(mesh.with_material(mesh.parts[0].material)), f"the mesh {why}"
 
 
 def run_paint(cfg: PaintConfig) -> dict:
     """A new run directory (or the one to --resume) with config, log, checkpoints, snapshots, metrics,
     the turntable video and the painted mesh (exports/mesh.glb, exports/obj/)."""
-    from engine.methods.paint import PaintIt
     from engine.guidance import check_guidance_inputs
+    from engine.methods.paint import PaintIt
     from engine.runs import resolve_device, start_run
     from engine.training.loop import TrainingLoop
 
@@ -155,7 +155,7 @@ def run_paint(cfg: PaintConfig) -> dict:
         inputs.append(Path(cfg.mesh))
     run = start_run("paint", cfg, inputs=inputs, resume=cfg.resume)
     if subject.uv_source == "xatlas":
-        log.info("new UVs by xatlas for one painted texture (%s)", subject.uv_why.split(": ", 1)[1])
+        log.info("new UVs by xatlas for one painted texture (%s)", subject.uv_why)
     log.info("painting %s (%d faces, UVs from %s) as %r: %d steps of %d view%s at %d², texture %d²", subject.source,
              len(subject.mesh.faces), subject.uv_source, cfg.prompt, cfg.max_steps, cfg.views,
              "s" if cfg.views > 1 else "", cfg.render_size, cfg.texture_res)

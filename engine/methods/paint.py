@@ -57,15 +57,15 @@ class PaintSubject:
     uv_why: str = ""
 
 
-def normalise(vertices: Tensor, up: str) -> tuple[Tensor, Tensor, Tensor, float]:
-    """Vertices turned to z up / front +x, centred on their bounding box and scaled to extent 2.
-    Returns them and the rotation, centre and scale (x' = s·(R·x − c))."""
+def normalise(vertices: Tensor, up: str) -> tuple[Tensor, Tensor]:
+    """Vertices turned to z up / front +x, centred on their bounding box and scaled to extent 2;
+    and the rotation R (normals turn with it)."""
     R = Y_UP if up == "y" else torch.eye(3)
     v = vertices.double() @ R.double().T
     lo, hi = v.min(0).values, v.max(0).values
     centre = (lo + hi) / 2
     scale = 2.0 / float((hi - lo).max())
-    return ((v - centre) * scale).float(), R, centre.float(), scale
+    return ((v - centre) * scale).float(), R
 
 
 def environment_radiance(path: Path | None) -> Tensor:
@@ -104,7 +104,7 @@ class PaintIt(Method):
 
         cfg = cfg.resolved()
         self.cfg, self.subject, self.device = cfg, subject, device
-        verts, self.R, self.centre, self.scale = normalise(subject.mesh.vertices, subject.up)
+        verts, self.R = normalise(subject.mesh.vertices, subject.up)
         normals = None if subject.mesh.normals is None else subject.mesh.normals @ self.R.T
         # factors of 1: the painted maps are the values (glTF multiplies maps by their factors)
         self.mesh = replace(subject.mesh, vertices=verts, normals=normals, colors=None).with_material(
@@ -231,7 +231,7 @@ class PaintIt(Method):
 
             raise InputError(Path(self.subject.source), "--guidance known-object paints a mesh's own texture back, "
                                                         "and this mesh has no texture")
-        verts, *_ = normalise(m.vertices, self.subject.up)
+        verts, _ = normalise(m.vertices, self.subject.up)
         normals = None if m.normals is None else m.normals @ self.R.T
         return MeshRenderer(replace(m, vertices=verts, normals=normals), self.device)
 
