@@ -164,6 +164,21 @@ def test_face_view_looks_at_the_head():
     assert views.directions == ["front", "face", None]  # front, face and one random view
 
 
+def test_a_view_that_names_its_prompt_gets_it(tiny_sd):
+    """Paint-it's face view: the guidance takes its prompt by name, the other views by their angles."""
+    from engine.cameras import sample_orbit_cameras
+    from engine.guidance import Views
+    from engine.guidance.stable_diffusion import StableDiffusionGuidance
+
+    g = StableDiffusionGuidance.load(tiny_sd, "a knight", extra_prompts={"face": "the face of a knight"})
+    cams, az, el = sample_orbit_cameras(3, 32, 32, torch.Generator().manual_seed(0))
+    az = torch.tensor([0.0, 0.0, 180.0])
+    el = torch.zeros(3)
+    cond, uncond = g.text_embeddings(Views(cams, az, el, None, ["face", None, None]))
+    assert torch.equal(cond[0], g.cond["face"]) and torch.equal(cond[1], g.cond["front"])
+    assert torch.equal(cond[2], g.cond["back"]) and not torch.equal(g.cond["face"], g.cond["front"])
+
+
 def test_bad_input_is_one_clear_line(tiny_sd, data, tmp_path):
     empty = tmp_path / "empty.obj"
     empty.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\n")

@@ -103,7 +103,7 @@ class OracleGuidance(DiffusionGuidance):
         self.target = target
 
     @classmethod
-    def from_config(cls, cfg, target=None, device: str = "cpu") -> "OracleGuidance":
+    def from_config(cls, cfg, target, device: str = "cpu") -> "OracleGuidance":
         return cls(target, TimestepSchedule(1000, tuple(cfg.t_range), cfg.t_anneal, tuple(cfg.t_final)), cfg.weighting,
                    cfg.grad_clip, cfg.seed)
 

@@ -209,14 +209,14 @@ class MeshRenderer:
         """Render from `cameras` (one size). background: (3,) or (B, H, W, 3) sRGB (default white).
         lights: (position (3,), radiance (3,)) point lights. vertices: positions to use instead of
         the mesh's (geometry optimisation)."""
-        if shading not in SHADINGS:
-            raise ValueError(f"unknown shading {shading!r} (one of {', '.join(SHADINGS)})")
         return self.shade(self.gbuffer(cameras, vertices), shading, background, environment, lights, maps, antialias)
 
     def shade(self, gb: GBuffer, shading: str = "unlit", background: Tensor | None = None,
               environment: Environment | None = None, lights: list[tuple[Tensor, Tensor]] = (),
               maps: dict | None = None, antialias: bool = True) -> MeshRender:
         """`render`'s second half, on a G-buffer (see `gbuffer`)."""
+        if shading not in SHADINGS:
+            raise ValueError(f"unknown shading {shading!r} (one of {', '.join(SHADINGS)})")
         hit, normal, world, view = gb.hit, gb.normal, gb.world, gb.view
         if self.mesh.colors is not None and not self.mesh.textured:
             base, _ = ops.interpolate(self.mesh.colors.to(self.device), gb.rast, self.faces)
