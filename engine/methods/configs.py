@@ -304,7 +304,7 @@ class PaintConfig(GuidanceOptions, TrainOptions):
     prompt: tyro.conf.Positional[Annotated[str, tyro.conf.arg(metavar="PROMPT")]]
     """What the surface should look like, e.g. "a wooden chair with a red velvet seat"."""
     preset: Literal["fast", "quality"] = "fast"
-    """fast: 2 views of 256² per step, a 256² texture, 400 steps; quality: Paint-it's 4 views of
+    """fast: 2 views of 256² per step, a 256² texture, 320 steps; quality: Paint-it's 4 views of
     512², a 512² texture, 1,500 steps. The options below override a preset's values."""
     max_steps: Optional[int] = None
     views: Optional[int] = None
