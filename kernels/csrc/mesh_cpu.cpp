@@ -13,42 +13,19 @@
 #include <memory>
 #include <vector>
 
+#include "mesh_checks.h"
 #include "mesh_math.h"
 #include "splat_torch.h"  // poisoned allocation for tests, shape checks
 
 using splat::alloc;
 using splat::check_image_size;
 
+constexpr auto CPU = c10::DeviceType::CPU;
+
 namespace {
 
 constexpr int TS = 16;       // tile side in pixels
 constexpr int64_t CHUNKS = 64;  // binning chunks: fixed, so the bins' order is too
-
-void check_cpu(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.device().is_cpu() && t.is_contiguous(), name, " must be a contiguous CPU tensor");
-}
-
-void check_pos_tri(const at::Tensor& pos, const at::Tensor& tri) {
-  check_cpu(pos, "pos");
-  check_cpu(tri, "tri");
-  TORCH_CHECK(pos.dim() == 3 && pos.size(2) == 4, "pos must be (B, V, 4) clip-space positions");
-  TORCH_CHECK(at::isFloatingType(pos.scalar_type()), "pos must be floating point");
-  TORCH_CHECK(tri.dim() == 2 && tri.size(1) == 3 && tri.scalar_type() == at::kInt, "tri must be (F, 3) int32");
-  if (tri.numel()) {
-    const int64_t lo = tri.min().item<int64_t>(), hi = tri.max().item<int64_t>();
-    TORCH_CHECK(lo >= 0 && hi < pos.size(1), "tri indexes vertices outside pos (", lo, "..", hi, " of ", pos.size(1), ")");
-  }
-}
-
-void check_rast(const at::Tensor& rast, const char* name, int64_t faces) {
-  check_cpu(rast, name);
-  TORCH_CHECK(rast.dim() == 4 && rast.size(3) == 4, name, " must be (B, H, W, 4)");
-  if (rast.numel()) {
-    auto ids = rast.select(3, 3);
-    const double lo = ids.min().item<double>(), hi = ids.max().item<double>();
-    TORCH_CHECK(lo >= 0 && hi <= double(faces), name, " holds triangle ids outside the mesh");
-  }
-}
 
 // Vertex-owner chunks: thread i sums the gradients of vertices [b, e) in pixel order.
 template <typename F>
@@ -233,7 +210,7 @@ void raster_tile(const Setup<S>& st, const int32_t* list, int64_t n, int64_t tx,
 }  // namespace
 
 std::vector<at::Tensor> rasterize_fwd(const at::Tensor& pos, const at::Tensor& tri, int64_t height, int64_t width) {
-  check_pos_tri(pos, tri);
+  mesh_checks::pos_tri(pos, tri, CPU);
   check_image_size(width, height);
   TORCH_CHECK(tri.size(0) < (int64_t(1) << 24), "at most 2^24 - 1 triangles (ids are stored exactly in float32)");
   const int64_t B = pos.size(0), V = pos.size(1), F = tri.size(0), H = height, W = width;
@@ -258,9 +235,9 @@ std::vector<at::Tensor> rasterize_fwd(const at::Tensor& pos, const at::Tensor& t
 }
 
 at::Tensor rasterize_bwd(const at::Tensor& pos, const at::Tensor& tri, const at::Tensor& rast, const at::Tensor& g_rast) {
-  check_pos_tri(pos, tri);
-  check_rast(rast, "rast", tri.size(0));
-  check_cpu(g_rast, "g_rast");
+  mesh_checks::pos_tri(pos, tri, CPU);
+  mesh_checks::rast(rast, "rast", tri.size(0), CPU);
+  mesh_checks::on_device(g_rast, "g_rast", CPU);
   TORCH_CHECK(g_rast.sizes() == rast.sizes() && rast.size(0) == pos.size(0), "rast and its gradient must match pos' batch");
   const int64_t B = pos.size(0), V = pos.size(1), H = rast.size(1), W = rast.size(2), N = H * W;
   at::Tensor g_pos = at::zeros_like(pos);
@@ -303,29 +280,11 @@ at::Tensor rasterize_bwd(const at::Tensor& pos, const at::Tensor& tri, const at:
   return g_pos;
 }
 
-namespace {
-
-// What interpolate's forward and backward both read: attr (1 or B, V, C) of rast's dtype, and faces
-// that index it — checked before any pointer is touched, so a direct bad call raises.
-void check_interpolate(const at::Tensor& attr, const at::Tensor& rast, const at::Tensor& tri) {
-  check_cpu(attr, "attr");
-  check_cpu(tri, "tri");
-  TORCH_CHECK(tri.dim() == 2 && tri.size(1) == 3 && tri.scalar_type() == at::kInt, "tri must be (F, 3) int32");
-  check_rast(rast, "rast", tri.size(0));
-  TORCH_CHECK(attr.dim() == 3 && (attr.size(0) == 1 || attr.size(0) == rast.size(0)), "attr must be (1 or B, V, C)");
-  TORCH_CHECK(attr.scalar_type() == rast.scalar_type(), "attr and rast must share a dtype");
-  if (tri.numel())
-    TORCH_CHECK(tri.min().item<int64_t>() >= 0 && tri.max().item<int64_t>() < attr.size(1),
-                "tri indexes vertices outside attr");
-}
-
-}  // namespace
-
 std::vector<at::Tensor> interpolate_fwd(const at::Tensor& attr, const at::Tensor& rast, const at::Tensor& tri,
                                         const at::Tensor& rast_db, bool want_da) {
-  check_interpolate(attr, rast, tri);
+  mesh_checks::interpolate(attr, rast, tri, CPU);
   if (want_da) {
-    check_cpu(rast_db, "rast_db");
+    mesh_checks::on_device(rast_db, "rast_db", CPU);
     TORCH_CHECK(rast_db.sizes() == rast.sizes(), "rast_db must match rast");
   }
   const int64_t B = rast.size(0), H = rast.size(1), W = rast.size(2), N = H * W, V = attr.size(1), C = attr.size(2);
@@ -354,8 +313,8 @@ std::vector<at::Tensor> interpolate_fwd(const at::Tensor& attr, const at::Tensor
 
 std::vector<at::Tensor> interpolate_bwd(const at::Tensor& attr, const at::Tensor& rast, const at::Tensor& tri,
                                         const at::Tensor& g_out) {
-  check_interpolate(attr, rast, tri);
-  check_cpu(g_out, "g_out");
+  mesh_checks::interpolate(attr, rast, tri, CPU);
+  mesh_checks::on_device(g_out, "g_out", CPU);
   TORCH_CHECK(g_out.scalar_type() == attr.scalar_type(), "g_out must have attr's dtype");
   const int64_t B = rast.size(0), H = rast.size(1), W = rast.size(2), N = H * W, V = attr.size(1), C = attr.size(2);
   TORCH_CHECK(g_out.dim() == 4 && g_out.size(0) == B && g_out.size(1) == H && g_out.size(2) == W && g_out.size(3) == C,
@@ -412,27 +371,11 @@ std::vector<mesh::MipLevel> mip_levels(const at::Tensor& levels, const at::Tenso
   return out;
 }
 
-void check_texture_args(const at::Tensor& mips, const at::Tensor& uv, const at::Tensor& uv_da, int64_t filter,
-                        int64_t boundary) {
-  check_cpu(mips, "texture");
-  check_cpu(uv, "uv");
-  TORCH_CHECK(mips.dim() == 3, "texture must be (1 or B, texels, C)");
-  TORCH_CHECK(uv.dim() == 4 && uv.size(3) == 2, "uv must be (B, H, W, 2)");
-  TORCH_CHECK(mips.size(0) == 1 || mips.size(0) == uv.size(0), "texture batch must be 1 or uv's");
-  TORCH_CHECK(uv.scalar_type() == mips.scalar_type(), "uv and texture must share a dtype");
-  TORCH_CHECK(filter >= 0 && filter <= 2 && boundary >= 0 && boundary <= 1, "bad filter or boundary mode");
-  if (filter == 2) {
-    check_cpu(uv_da, "uv_da");
-    TORCH_CHECK(uv_da.dim() == 4 && uv_da.size(3) == 4 && uv_da.size(0) == uv.size(0) && uv_da.size(1) == uv.size(1) &&
-                    uv_da.size(2) == uv.size(2), "uv_da must be (B, H, W, 4)");
-  }
-}
-
 }  // namespace
 
 at::Tensor texture_fwd(const at::Tensor& mips, const at::Tensor& levels, const at::Tensor& uv, const at::Tensor& uv_da,
                        int64_t filter, int64_t boundary) {
-  check_texture_args(mips, uv, uv_da, filter, boundary);
+  mesh_checks::texture(mips, uv, uv_da, filter, boundary, CPU);
   const auto lv = mip_levels(levels, mips);
   const int64_t B = uv.size(0), N = uv.size(1) * uv.size(2), C = mips.size(2), T = mips.size(1);
   at::Tensor out = alloc({B, uv.size(1), uv.size(2), C}, mips.options());
@@ -463,8 +406,8 @@ at::Tensor texture_fwd(const at::Tensor& mips, const at::Tensor& levels, const a
 
 std::vector<at::Tensor> texture_bwd(const at::Tensor& mips, const at::Tensor& levels, const at::Tensor& uv,
                                     const at::Tensor& uv_da, int64_t filter, int64_t boundary, const at::Tensor& g_out) {
-  check_texture_args(mips, uv, uv_da, filter, boundary);
-  check_cpu(g_out, "g_out");
+  mesh_checks::texture(mips, uv, uv_da, filter, boundary, CPU);
+  mesh_checks::on_device(g_out, "g_out", CPU);
   const auto lv = mip_levels(levels, mips);
   const int64_t B = uv.size(0), N = uv.size(1) * uv.size(2), C = mips.size(2), T = mips.size(1);
   TORCH_CHECK(g_out.dim() == 4 && g_out.size(0) == B && g_out.size(1) * g_out.size(2) == N && g_out.size(3) == C,
@@ -530,21 +473,6 @@ std::vector<at::Tensor> texture_bwd(const at::Tensor& mips, const at::Tensor& le
 
 namespace {
 
-void check_antialias(const at::Tensor& color, const at::Tensor& rast, const at::Tensor& pos, const at::Tensor& tri,
-                     const at::Tensor& nbr) {
-  check_cpu(color, "color");
-  check_pos_tri(pos, tri);
-  check_rast(rast, "rast", tri.size(0));
-  check_cpu(nbr, "neighbours");
-  TORCH_CHECK(color.dim() == 4 && color.size(0) == rast.size(0) && color.size(1) == rast.size(1) &&
-                  color.size(2) == rast.size(2), "color must be (B, H, W, C) like rast");
-  TORCH_CHECK(color.scalar_type() == pos.scalar_type() && rast.scalar_type() == pos.scalar_type(),
-              "color, rast and pos must share a dtype");
-  TORCH_CHECK(pos.size(0) == rast.size(0), "pos must have rast's batch");
-  TORCH_CHECK(nbr.sizes() == tri.sizes() && nbr.scalar_type() == at::kInt, "neighbours must be (F, 3) int32");
-  if (nbr.numel()) TORCH_CHECK(nbr.min().item<int64_t>() >= -1 && nbr.max().item<int64_t>() < tri.size(0), "neighbours index outside the mesh");
-}
-
 template <typename S>
 void silhouettes(const S* pos, const int32_t* tri, const int32_t* nbr, int64_t B, int64_t V, int64_t F, int64_t W,
                  int64_t H, uint8_t* sil) {
@@ -557,7 +485,7 @@ void silhouettes(const S* pos, const int32_t* tri, const int32_t* nbr, int64_t B
 
 at::Tensor antialias_fwd(const at::Tensor& color, const at::Tensor& rast, const at::Tensor& pos, const at::Tensor& tri,
                          const at::Tensor& nbr) {
-  check_antialias(color, rast, pos, tri, nbr);
+  mesh_checks::antialias(color, rast, pos, tri, nbr, CPU);
   const int64_t B = color.size(0), H = color.size(1), W = color.size(2), N = H * W, C = color.size(3), V = pos.size(1);
   at::Tensor out = alloc(color.sizes(), color.options());
   AT_DISPATCH_FLOATING_TYPES(color.scalar_type(), "antialias_fwd", [&] {
@@ -583,8 +511,8 @@ at::Tensor antialias_fwd(const at::Tensor& color, const at::Tensor& rast, const 
 
 std::vector<at::Tensor> antialias_bwd(const at::Tensor& color, const at::Tensor& rast, const at::Tensor& pos,
                                       const at::Tensor& tri, const at::Tensor& nbr, const at::Tensor& g_out) {
-  check_antialias(color, rast, pos, tri, nbr);
-  check_cpu(g_out, "g_out");
+  mesh_checks::antialias(color, rast, pos, tri, nbr, CPU);
+  mesh_checks::on_device(g_out, "g_out", CPU);
   TORCH_CHECK(g_out.sizes() == color.sizes(), "g_out must match color");
   const int64_t B = color.size(0), H = color.size(1), W = color.size(2), N = H * W, C = color.size(3), V = pos.size(1);
   at::Tensor g_color = alloc(color.sizes(), color.options()), g_pos = at::zeros_like(pos);

@@ -6,37 +6,15 @@
 #include <cstring>
 #include <vector>
 
+#include "mesh_checks.h"
 #include "mesh_cuda.h"
 #include "splat_torch.h"  // poisoned allocation for tests
 
 using splat::alloc;
 
+constexpr auto CUDA = c10::DeviceType::CUDA;
+
 namespace {
-
-void check(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor");
-  TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
-}
-
-void check_pos_tri(const at::Tensor& pos, const at::Tensor& tri) {
-  check(pos, "pos");
-  check(tri, "tri");
-  TORCH_CHECK(pos.dim() == 3 && pos.size(2) == 4, "pos must be (B, V, 4) clip-space positions");
-  TORCH_CHECK(tri.dim() == 2 && tri.size(1) == 3 && tri.scalar_type() == at::kInt, "tri must be (F, 3) int32");
-  if (tri.numel())
-    TORCH_CHECK(tri.min().item<int64_t>() >= 0 && tri.max().item<int64_t>() < pos.size(1),
-                "tri indexes vertices outside pos");
-}
-
-void check_rast(const at::Tensor& rast, int64_t faces) {
-  check(rast, "rast");
-  TORCH_CHECK(rast.dim() == 4 && rast.size(3) == 4, "rast must be (B, H, W, 4)");
-  if (rast.numel()) {
-    auto ids = rast.select(3, 3);
-    TORCH_CHECK(ids.min().item<double>() >= 0 && ids.max().item<double>() <= double(faces),
-                "rast holds triangle ids outside the mesh");
-  }
-}
 
 at::Tensor device_levels(const at::Tensor& levels, const at::Tensor& mips) {
   auto l = levels.to(at::kCPU, at::kLong).contiguous();
@@ -53,37 +31,10 @@ at::Tensor device_levels(const at::Tensor& levels, const at::Tensor& mips) {
   return bytes.to(mips.device());
 }
 
-void check_texture(const at::Tensor& mips, const at::Tensor& uv, const at::Tensor& uv_da, int64_t filter,
-                   int64_t boundary) {
-  check(mips, "texture");
-  check(uv, "uv");
-  TORCH_CHECK(mips.dim() == 3 && uv.dim() == 4 && uv.size(3) == 2, "texture (1 or B, texels, C), uv (B, H, W, 2)");
-  TORCH_CHECK(mips.size(0) == 1 || mips.size(0) == uv.size(0), "texture batch must be 1 or uv's");
-  TORCH_CHECK(uv.scalar_type() == mips.scalar_type(), "uv and texture must share a dtype");
-  TORCH_CHECK(filter >= 0 && filter <= 2 && boundary >= 0 && boundary <= 1, "bad filter or boundary mode");
-  if (filter == 2) {
-    check(uv_da, "uv_da");
-    TORCH_CHECK(uv_da.dim() == 4 && uv_da.size(3) == 4 && uv_da.numel() == 2 * uv.numel(), "uv_da must be (B, H, W, 4)");
-  }
-}
-
-void check_antialias(const at::Tensor& color, const at::Tensor& rast, const at::Tensor& pos, const at::Tensor& tri,
-                     const at::Tensor& nbr) {
-  check(color, "color");
-  check_pos_tri(pos, tri);
-  check_rast(rast, tri.size(0));
-  check(nbr, "neighbours");
-  TORCH_CHECK(color.dim() == 4 && color.size(0) == rast.size(0) && color.size(1) == rast.size(1) &&
-                  color.size(2) == rast.size(2) && pos.size(0) == rast.size(0), "color (B, H, W, C), rast and pos must match");
-  TORCH_CHECK(color.scalar_type() == pos.scalar_type() && rast.scalar_type() == pos.scalar_type(),
-              "color, rast and pos must share a dtype");
-  TORCH_CHECK(nbr.sizes() == tri.sizes() && nbr.scalar_type() == at::kInt, "neighbours must be (F, 3) int32");
-}
-
 }  // namespace
 
 std::vector<at::Tensor> rasterize_fwd(const at::Tensor& pos, const at::Tensor& tri, int64_t height, int64_t width) {
-  check_pos_tri(pos, tri);
+  mesh_checks::pos_tri(pos, tri, CUDA);
   splat::check_image_size(width, height);
   TORCH_CHECK(tri.size(0) < (int64_t(1) << 24), "at most 2^24 - 1 triangles (ids are stored exactly in float32)");
   const int64_t B = pos.size(0), V = pos.size(1), F = tri.size(0), H = height, W = width;
@@ -101,9 +52,9 @@ std::vector<at::Tensor> rasterize_fwd(const at::Tensor& pos, const at::Tensor& t
 }
 
 at::Tensor rasterize_bwd(const at::Tensor& pos, const at::Tensor& tri, const at::Tensor& rast, const at::Tensor& g_rast) {
-  check_pos_tri(pos, tri);
-  check_rast(rast, tri.size(0));
-  check(g_rast, "g_rast");
+  mesh_checks::pos_tri(pos, tri, CUDA);
+  mesh_checks::rast(rast, "rast", tri.size(0), CUDA);
+  mesh_checks::on_device(g_rast, "g_rast", CUDA);
   TORCH_CHECK(g_rast.sizes() == rast.sizes() && rast.size(0) == pos.size(0), "rast and its gradient must match pos' batch");
   at::Tensor g_pos = at::zeros_like(pos);
   AT_DISPATCH_FLOATING_TYPES(pos.scalar_type(), "rasterize_bwd", [&] {
@@ -114,29 +65,11 @@ at::Tensor rasterize_bwd(const at::Tensor& pos, const at::Tensor& tri, const at:
   return g_pos;
 }
 
-namespace {
-
-// What interpolate's forward and backward both read: attr (1 or B, V, C) of rast's dtype, and faces
-// that index it — checked before any pointer is touched, so a direct bad call raises.
-void check_interpolate(const at::Tensor& attr, const at::Tensor& rast, const at::Tensor& tri) {
-  check(attr, "attr");
-  check(tri, "tri");
-  TORCH_CHECK(tri.dim() == 2 && tri.size(1) == 3 && tri.scalar_type() == at::kInt, "tri must be (F, 3) int32");
-  check_rast(rast, tri.size(0));
-  TORCH_CHECK(attr.dim() == 3 && (attr.size(0) == 1 || attr.size(0) == rast.size(0)), "attr must be (1 or B, V, C)");
-  TORCH_CHECK(attr.scalar_type() == rast.scalar_type(), "attr and rast must share a dtype");
-  if (tri.numel())
-    TORCH_CHECK(tri.min().item<int64_t>() >= 0 && tri.max().item<int64_t>() < attr.size(1),
-                "tri indexes vertices outside attr");
-}
-
-}  // namespace
-
 std::vector<at::Tensor> interpolate_fwd(const at::Tensor& attr, const at::Tensor& rast, const at::Tensor& tri,
                                         const at::Tensor& rast_db, bool want_da) {
-  check_interpolate(attr, rast, tri);
+  mesh_checks::interpolate(attr, rast, tri, CUDA);
   if (want_da) {
-    check(rast_db, "rast_db");
+    mesh_checks::on_device(rast_db, "rast_db", CUDA);
     TORCH_CHECK(rast_db.sizes() == rast.sizes(), "rast_db must match rast");
   }
   const int64_t B = rast.size(0), H = rast.size(1), W = rast.size(2), C = attr.size(2);
@@ -153,8 +86,8 @@ std::vector<at::Tensor> interpolate_fwd(const at::Tensor& attr, const at::Tensor
 
 std::vector<at::Tensor> interpolate_bwd(const at::Tensor& attr, const at::Tensor& rast, const at::Tensor& tri,
                                         const at::Tensor& g_out) {
-  check_interpolate(attr, rast, tri);
-  check(g_out, "g_out");
+  mesh_checks::interpolate(attr, rast, tri, CUDA);
+  mesh_checks::on_device(g_out, "g_out", CUDA);
   TORCH_CHECK(g_out.scalar_type() == attr.scalar_type(), "g_out must have attr's dtype");
   const int64_t B = rast.size(0), H = rast.size(1), W = rast.size(2), C = attr.size(2);
   TORCH_CHECK(g_out.dim() == 4 && g_out.size(0) == B && g_out.size(1) == H && g_out.size(2) == W && g_out.size(3) == C,
@@ -170,7 +103,7 @@ std::vector<at::Tensor> interpolate_bwd(const at::Tensor& attr, const at::Tensor
 
 at::Tensor texture_fwd(const at::Tensor& mips, const at::Tensor& levels, const at::Tensor& uv, const at::Tensor& uv_da,
                        int64_t filter, int64_t boundary) {
-  check_texture(mips, uv, uv_da, filter, boundary);
+  mesh_checks::texture(mips, uv, uv_da, filter, boundary, CUDA);
   at::Tensor lv = device_levels(levels, mips);
   const int64_t B = uv.size(0), N = uv.size(1) * uv.size(2), C = mips.size(2);
   at::Tensor out = alloc({B, uv.size(1), uv.size(2), C}, mips.options());
@@ -185,8 +118,8 @@ at::Tensor texture_fwd(const at::Tensor& mips, const at::Tensor& levels, const a
 
 std::vector<at::Tensor> texture_bwd(const at::Tensor& mips, const at::Tensor& levels, const at::Tensor& uv,
                                     const at::Tensor& uv_da, int64_t filter, int64_t boundary, const at::Tensor& g_out) {
-  check_texture(mips, uv, uv_da, filter, boundary);
-  check(g_out, "g_out");
+  mesh_checks::texture(mips, uv, uv_da, filter, boundary, CUDA);
+  mesh_checks::on_device(g_out, "g_out", CUDA);
   at::Tensor lv = device_levels(levels, mips);
   const int64_t B = uv.size(0), N = uv.size(1) * uv.size(2), C = mips.size(2);
   TORCH_CHECK(g_out.numel() == B * N * C, "g_out must be (B, H, W, C)");
@@ -203,7 +136,7 @@ std::vector<at::Tensor> texture_bwd(const at::Tensor& mips, const at::Tensor& le
 
 at::Tensor antialias_fwd(const at::Tensor& color, const at::Tensor& rast, const at::Tensor& pos, const at::Tensor& tri,
                          const at::Tensor& nbr) {
-  check_antialias(color, rast, pos, tri, nbr);
+  mesh_checks::antialias(color, rast, pos, tri, nbr, CUDA);
   at::Tensor out = alloc(color.sizes(), color.options());
   AT_DISPATCH_FLOATING_TYPES(color.scalar_type(), "antialias_fwd", [&] {
     at::Tensor sil = at::empty({std::max<int64_t>(1, color.size(0) * tri.size(0))}, color.options().dtype(at::kByte));
@@ -217,8 +150,8 @@ at::Tensor antialias_fwd(const at::Tensor& color, const at::Tensor& rast, const 
 
 std::vector<at::Tensor> antialias_bwd(const at::Tensor& color, const at::Tensor& rast, const at::Tensor& pos,
                                       const at::Tensor& tri, const at::Tensor& nbr, const at::Tensor& g_out) {
-  check_antialias(color, rast, pos, tri, nbr);
-  check(g_out, "g_out");
+  mesh_checks::antialias(color, rast, pos, tri, nbr, CUDA);
+  mesh_checks::on_device(g_out, "g_out", CUDA);
   TORCH_CHECK(g_out.sizes() == color.sizes(), "g_out must match color");
   at::Tensor g_color = alloc(color.sizes(), color.options()), g_pos = at::zeros_like(pos);
   AT_DISPATCH_FLOATING_TYPES(color.scalar_type(), "antialias_bwd", [&] {
