@@ -29,6 +29,25 @@ def run_cli(*args, cwd=None, timeout=600, env=None) -> subprocess.CompletedProce
                           text=True, cwd=cwd, timeout=timeout, env=env)
 
 
+def killed_and_resumed(args, tmp_path: Path, kill_at: int) -> tuple[dict, dict]:
+    """Run `lumen3d ARGS` whole into tmp_path/whole, and again into tmp_path/killed SIGKILLed at step
+    `kill_at` then resumed; returns both final checkpoints' method states. One thread count
+    throughout: results are reproducible for a given count, and a busy machine would otherwise
+    change it between the runs (engine/threads.py)."""
+    import torch
+
+    env = {**os.environ, "LUMEN3D_THREADS": "fixed"}
+    r = run_cli(*args, "--out", tmp_path / "whole", env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = run_cli(*args, "--out", tmp_path / "killed", "--kill-at-step", str(kill_at), env=env)
+    assert r.returncode == -9
+    r = run_cli(*args, "--out", tmp_path / "killed", "--resume", env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resumed from" in (tmp_path / "killed" / "log.txt").read_text()
+    return tuple(torch.load(tmp_path / d / "checkpoints" / "last.pt", weights_only=True)["state"]["method"]
+                 for d in ("whole", "killed"))
+
+
 def tree_digest(root: Path) -> str:
     """Hash of every file's path, bytes and mode below root: proves an input was not touched."""
     h = hashlib.sha256()

@@ -2,12 +2,11 @@
 denoiser of a known object's renders) must pull both representations to that object; the command
 runs end to end on a tiny Stable Diffusion folder, writes every output, resumes after SIGKILL to
 the same result, and refuses bad input in one line."""
-import os
 
 import pytest
 import torch
 
-from tests.conftest import assert_one_clear_line, quality, run_cli, tree_digest
+from tests.conftest import assert_one_clear_line, killed_and_resumed, quality, run_cli, tree_digest
 
 
 def _known(rep, tmp_path):
@@ -71,18 +70,7 @@ def test_generate_end_to_end_with_a_stable_diffusion_folder(tiny_sd, tmp_path):
 def test_generate_resumes_after_sigkill_to_the_same_result(rep, tiny_sd, tmp_path):
     args = ["generate", "a red chair", "--model", tiny_sd, "--max-steps", "6", "--representation", rep, *SMALL,
             "--video-frames", "0", "--mesh-resolution", "0"]
-    # one thread count throughout: results are reproducible for a given count, and a busy machine
-    # would otherwise change it between the runs (engine/threads.py)
-    env = {**os.environ, "LUMEN3D_THREADS": "fixed"}
-    r = run_cli(*args, "--out", tmp_path / "whole", env=env)
-    assert r.returncode == 0, r.stderr[-3000:]
-    r = run_cli(*args, "--out", tmp_path / "killed", "--kill-at-step", "5", env=env)
-    assert r.returncode == -9
-    r = run_cli(*args, "--out", tmp_path / "killed", "--resume", env=env)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "resumed from" in (tmp_path / "killed" / "log.txt").read_text()
-    a = torch.load(tmp_path / "whole" / "checkpoints" / "last.pt", weights_only=True)["state"]["method"]
-    b = torch.load(tmp_path / "killed" / "checkpoints" / "last.pt", weights_only=True)["state"]["method"]
+    a, b = killed_and_resumed(args, tmp_path, 5)
     pa, pb = (a["params"], b["params"]) if rep == "gaussians" else (a["field"], b["field"])
     assert pa.keys() == pb.keys()
     for k in pa:

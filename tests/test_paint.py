@@ -3,13 +3,12 @@ must paint that texture back through the whole pipeline (network, PBR shading, m
 SDS); the command runs end to end on a tiny Stable Diffusion folder for mesh files, run directories
 and bodies, resumes after SIGKILL to the same maps, and refuses bad input in one line."""
 import json
-import os
 
 import numpy as np
 import pytest
 import torch
 
-from tests.conftest import assert_one_clear_line, quality, run_cli, tree_digest
+from tests.conftest import assert_one_clear_line, killed_and_resumed, quality, run_cli, tree_digest
 
 
 def test_a_known_texture_is_painted_back(data, tmp_path):
@@ -89,16 +88,7 @@ def test_paint_end_to_end_with_a_stable_diffusion_folder(tiny_sd, data, tmp_path
 def test_paint_resumes_after_sigkill_to_the_same_maps(tiny_sd, data, tmp_path):
     args = ["paint", data / "meshes" / "BoxTextured.glb", "a wooden crate", "--model", tiny_sd, "--max-steps", "6",
             *SMALL, "--video-frames", "0"]
-    env = {**os.environ, "LUMEN3D_THREADS": "fixed"}
-    r = run_cli(*args, "--out", tmp_path / "whole", env=env)
-    assert r.returncode == 0, r.stderr[-3000:]
-    r = run_cli(*args, "--out", tmp_path / "killed", "--kill-at-step", "5", env=env)
-    assert r.returncode == -9
-    r = run_cli(*args, "--out", tmp_path / "killed", "--resume", env=env)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "resumed from" in (tmp_path / "killed" / "log.txt").read_text()
-    a = torch.load(tmp_path / "whole" / "checkpoints" / "last.pt", weights_only=True)["state"]["method"]["net"]
-    b = torch.load(tmp_path / "killed" / "checkpoints" / "last.pt", weights_only=True)["state"]["method"]["net"]
+    a, b = (state["net"] for state in killed_and_resumed(args, tmp_path, 5))
     assert a.keys() == b.keys()
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-6), k

@@ -136,17 +136,14 @@ def run_paint(cfg: PaintConfig) -> dict:
     """A new run directory (or the one to --resume) with config, log, checkpoints, snapshots, metrics,
     the turntable video and the painted mesh (exports/mesh.glb, exports/obj/)."""
     from engine.guidance import check_guidance_inputs
-    from engine.methods.paint import PaintIt
+    from engine.methods.paint import PaintIt, environment_radiance
     from engine.runs import resolve_device, start_run
     from engine.training.loop import TrainingLoop
 
     cfg = cfg.resolved()
     cfg.check()
     check_guidance_inputs(cfg)
-    if cfg.environment is not None:
-        from engine.data.hdr import read_environment
-
-        read_environment(cfg.environment)
+    radiance = environment_radiance(cfg.environment)  # a bad file is refused before the run directory
     if resolve_device(cfg.device) == "cuda":
         raise InputError(None, "painting on CUDA waits for the CUDA kernels to be verified on a GPU; use --device cpu")
     subject = load_subject(cfg)
@@ -159,7 +156,7 @@ def run_paint(cfg: PaintConfig) -> dict:
     log.info("painting %s (%d faces, UVs from %s) as %r: %d steps of %d view%s at %d², texture %d²", subject.source,
              len(subject.mesh.faces), subject.uv_source, cfg.prompt, cfg.max_steps, cfg.views,
              "s" if cfg.views > 1 else "", cfg.render_size, cfg.texture_res)
-    method = PaintIt(cfg, subject, device="cpu")
+    method = PaintIt(cfg, subject, device="cpu", radiance=radiance)
     loop = TrainingLoop(method, cfg, run)
     if cfg.snapshot_every:
         loop.hooks.append(_snapshots(run, cfg.snapshot_every))
@@ -172,7 +169,10 @@ def _snapshots(run, every: int):
     """A loop hook writing renders/snapshots/step_NNNNN.png every `every` steps and at the end."""
     from engine.io import write_png
 
+    written = set()
+
     def hook(step: int, method, final: bool) -> None:
-        if step % every == 0 or (final and step):
+        if step and (step % every == 0 or final) and step not in written:
             write_png(method.snapshot_image(), run.path("renders", "snapshots", f"step_{step:05d}.png"))
+            written.add(step)
     return hook

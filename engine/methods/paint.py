@@ -99,7 +99,9 @@ class ViewBank:
 class PaintIt(Method):
     kind = "paint"
 
-    def __init__(self, cfg, subject: PaintSubject, device: str = "cpu"):
+    def __init__(self, cfg, subject: PaintSubject, device: str = "cpu", radiance: Tensor | None = None):
+        """radiance: the lighting's equirect map, when the caller has read it already (else
+        `cfg.environment` or the built-in sky)."""
         from engine.guidance.stable_diffusion import resolve_precision
 
         cfg = cfg.resolved()
@@ -110,7 +112,9 @@ class PaintIt(Method):
         self.mesh = replace(subject.mesh, vertices=verts, normals=normals, colors=None).with_material(
             Material("painted", roughness=1.0, metallic=1.0))
         self.renderer = MeshRenderer(self.mesh, device, tangent_frames=True)
-        self.env = Environment.from_radiance(environment_radiance(cfg.environment)).to(device)
+        if radiance is None:
+            radiance = environment_radiance(cfg.environment)
+        self.env = Environment.from_radiance(radiance).to(device)
         self.net = TextureNetwork(cfg.texture_res, cfg.channels, cfg.scales, cfg.seed).to(
             device, memory_format=torch.channels_last)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
