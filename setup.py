@@ -19,7 +19,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["engine", "engine.*", "kernels", "kernels.*",
                                     "scenes", "scenes.*", "viewer", "viewer.*"]),
-    package_data={"kernels": ["csrc/*", "csrc/**/*"]},
+    # the built-in guidance model and its judge ship with the code (docs/MODEL_CARD.md)
+    package_data={"kernels": ["csrc/*", "csrc/**/*"], "engine": ["guidance/objects/weights/*.safetensors"]},
     install_requires=[
         # torch is pinned by constraints.txt, never by us: a CUDA user keeps their own build.
         "torch>=2.1",

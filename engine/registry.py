@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import InputError
-from engine.methods.configs import GaussiansConfig, GenerateConfig, NerfConfig, PaintConfig
+from engine.methods.configs import (GaussiansConfig, GenerateConfig, GuidanceModelConfig, JudgeConfig, NerfConfig,
+                                   PaintConfig)
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,9 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("gaussians", GaussiansConfig, "engine.methods.gaussians:GaussianSplatting", ("ply", "splat"),
          aliases=("3dgs",)),
     Kind("nerf", NerfConfig, "engine.methods.nerf:Nerf", ("mesh",)),
+    # the object world's networks: the built-in guidance model and the judge of its benchmark
+    Kind("guidance", GuidanceModelConfig, "engine.methods.objects:GuidanceModelTraining", ()),
+    Kind("judge", JudgeConfig, "engine.methods.objects:JudgeTraining", ()),
 )}
 # what `lumen3d generate` makes, by --representation: runs that export and view like the others
 GENERATORS: dict[str, Kind] = {k.name: k for k in (

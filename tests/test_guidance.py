@@ -204,7 +204,10 @@ def test_missing_files_and_missing_folder_are_one_clear_line(tiny_sd, tmp_path):
     assert_one_clear_line(r, [str(broken), "cannot load the model"])
     r = run_cli("generate", "a red chair", "--model", tmp_path / "nowhere", "--out", tmp_path / "run")
     assert_one_clear_line(r, ["nowhere", "no such Stable Diffusion folder"])
-    r = run_cli("generate", "a red chair", "--out", tmp_path / "run")
+    # without --model the built-in model answers, and it points a prompt outside its world at --model
+    r = run_cli("generate", "a DSLR photo of a red chair", "--out", tmp_path / "run")
+    assert_one_clear_line(r, ["'dslr'", "--model"])
+    r = run_cli("generate", "a red chair", "--guidance", "stable-diffusion", "--out", tmp_path / "run")
     assert_one_clear_line(r, ["--model"])
 
 

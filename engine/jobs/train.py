@@ -30,7 +30,7 @@ TrainCase = _subcommands()
 
 @dataclass
 class TrainJob:
-    """Train a scene representation from posed photos."""
+    """Train a scene representation from posed photos (or the object world's guidance model and judge)."""
 
     case: tyro.conf.OmitSubcommandPrefixes[TrainCase]
 

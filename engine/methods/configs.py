@@ -124,13 +124,17 @@ class GuidanceOptions:
 
     model: Optional[Path] = None
     """Stable Diffusion in diffusers' folder layout (model_index.json, unet/, vae/, text_encoder/,
-    tokenizer/, scheduler/); read from disk only, never downloaded."""
-    guidance: Literal["stable-diffusion", "known-object"] = "stable-diffusion"
-    """known-object: the optimal denoiser of a built-in object's renders (the prompt is ignored), a
-    guidance whose answer is known, for tests and benchmarks."""
+    tokenizer/, scheduler/), read from disk only, never downloaded; or the weights file of a
+    `lumen3d train guidance` run. Without it: the built-in object-world model."""
+    guidance: Literal["auto", "stable-diffusion", "builtin", "known-object"] = "auto"
+    """auto: Stable Diffusion when --model is a folder, else the built-in model, which knows only its
+    small world of objects ("a red striped mushroom"; see docs/MODEL_CARD.md). known-object: the
+    optimal denoiser of a built-in object's renders (the prompt is ignored), a guidance whose answer
+    is known, for tests and benchmarks."""
     negative_prompt: str = ""
-    guidance_scale: float = 100.0
-    """Classifier-free guidance s in ε_u + s·(ε_c − ε_u) (diffusers' convention; DreamFusion's 100)."""
+    guidance_scale: Optional[float] = None
+    """Classifier-free guidance s in ε_u + s·(ε_c − ε_u) (diffusers' convention; default: DreamFusion's
+    100 with Stable Diffusion, BUILTIN_SCALE with the built-in model)."""
     t_range: tuple[float, float] = (0.02, 0.98)
     """Timesteps t ~ U[min, max], as fractions of the model's (1000) steps."""
     t_anneal: Literal["none", "linear", "sqrt", "dreamgaussian"] = "none"
@@ -153,11 +157,26 @@ class GuidanceOptions:
     vae: Optional[Path] = None
     """A small VAE (diffusers' AutoencoderTiny folder) to encode renders instead of the model's own."""
 
+    def guidance_kind(self) -> str:
+        """--guidance with auto settled by --model."""
+        if self.guidance != "auto":
+            return self.guidance
+        if self.model is None or Path(self.model).suffix == ".safetensors":
+            return "builtin"
+        return "stable-diffusion"
+
+    def resolved_guidance(self) -> dict:
+        """The guidance fields with auto and the defaults settled, for `dataclasses.replace`."""
+        kind = self.guidance_kind()
+        scale = self.guidance_scale if self.guidance_scale is not None else \
+            (BUILTIN_SCALE if kind == "builtin" else 100.0)
+        return {"guidance": kind, "guidance_scale": scale}
+
     def check(self) -> None:
-        check_option(self.guidance != "stable-diffusion" or self.model is not None, "model", self.model,
+        check_option(self.guidance_kind() != "stable-diffusion" or self.model is not None, "model", self.model,
                      "is needed: a Stable Diffusion folder in diffusers' layout (or --guidance known-object)")
-        check_option(finite(self.guidance_scale) and self.guidance_scale > 0, "guidance_scale", self.guidance_scale,
-                     "must be a positive number")
+        check_option(self.guidance_scale is None or (finite(self.guidance_scale) and self.guidance_scale > 0),
+                     "guidance_scale", self.guidance_scale, "must be a positive number")
         for name in ("t_range", "t_final"):
             lo, hi = getattr(self, name)
             check_option(finite(lo) and finite(hi) and 0 <= lo <= hi <= 1, name, getattr(self, name),
@@ -172,6 +191,10 @@ class GuidanceOptions:
         check_option(self.guidance_size is None or (64 <= self.guidance_size <= 2048 and self.guidance_size % 8 == 0),
                      "guidance_size", self.guidance_size, "must be a multiple of 8 from 64 to 2048")
 
+
+BUILTIN_SCALE = 20.0  # classifier-free guidance of the built-in model (its benchmark's best; see docs/BENCHMARKS.md)
+# the built-in model saw its world over a plain grey, at 64², in fields of view of 45–53°
+BUILTIN_DEFAULTS = {"background": "grey", "fov": (49.0, 49.0), "render_size": {"gaussians": 128, "nerf": 64}}
 
 GENERATE_DEFAULTS = {
     # DreamGaussian's stage 1 (500 steps, elevations ±30°, radius 2.5, fov 49°) and threestudio's
@@ -203,9 +226,10 @@ class GenerateConfig(GuidanceOptions, TrainOptions):
     """Camera elevation range, degrees (default: Gaussians −30…30, NeRF −10…45)."""
     fov: Optional[tuple[float, float]] = None
     """Vertical field of view range, degrees (default: Gaussians 49, NeRF 40…70)."""
-    background: Literal["random", "learned", "white"] = "random"
+    background: Optional[Literal["random", "learned", "white", "grey"]] = None
     """What transparent pixels show in training: a random colour per view, a learned environment
-    (a small network of the view direction; NeRF), or white."""
+    (a small network of the view direction; NeRF), white, or a random plain grey per view (default:
+    random, grey with the built-in model, which saw its world over grey)."""
     # Gaussians
     init_points: int = 5000
     """Gaussians: random points in a sphere of radius 0.5 to start from."""
@@ -236,10 +260,13 @@ class GenerateConfig(GuidanceOptions, TrainOptions):
         return f"text-{self.representation}"
 
     def resolved(self) -> "GenerateConfig":
-        """The options with the representation's defaults filled in."""
-        d = GENERATE_DEFAULTS[self.representation]
-        return dataclasses.replace(self, **{k: v if getattr(self, k) is None else getattr(self, k)
-                                            for k, v in d.items()})
+        """The options with the guidance's and the representation's defaults filled in."""
+        g = self.resolved_guidance()
+        d = dict(GENERATE_DEFAULTS[self.representation], background="random")
+        if g["guidance"] == "builtin":
+            d.update(BUILTIN_DEFAULTS, render_size=BUILTIN_DEFAULTS["render_size"][self.representation])
+        return dataclasses.replace(self, **g, **{k: v if getattr(self, k) is None else getattr(self, k)
+                                                 for k, v in d.items()})
 
     def check(self) -> None:
         check_option(bool(self.prompt.strip()) or self.guidance == "known-object", "prompt", self.prompt,
@@ -325,7 +352,9 @@ class PaintConfig(GuidanceOptions, TrainOptions):
     """Default: "the face of PROMPT"."""
     environment: Optional[Path] = None
     """Lighting: an equirectangular .hdr / .exr / image (default: a built-in sky)."""
-    background: Literal["white", "random"] = "white"
+    background: Optional[Literal["white", "random", "grey"]] = None
+    """Behind the mesh in the guided views: white, a random colour or a random grey (default: white,
+    grey with the built-in model)."""
     up: Literal["auto", "y", "z"] = "auto"
     """The mesh's up axis: y for mesh files (glTF's and OBJ's convention, front along +z), z for our
     run directories (front along +x). auto: by the input's kind."""
@@ -352,8 +381,10 @@ class PaintConfig(GuidanceOptions, TrainOptions):
 
     def resolved(self) -> "PaintConfig":
         d = PAINT_PRESETS[self.preset]
-        return dataclasses.replace(self, **{k: v if getattr(self, k) is None else getattr(self, k)
-                                            for k, v in d.items()})
+        g = self.resolved_guidance()
+        d = dict(d, background="grey" if g["guidance"] == "builtin" else "white")
+        return dataclasses.replace(self, **g,
+                                   **{k: v if getattr(self, k) is None else getattr(self, k) for k, v in d.items()})
 
     def check(self) -> None:
         r = self.resolved()
@@ -383,3 +414,65 @@ class PaintConfig(GuidanceOptions, TrainOptions):
         check_option(finite(self.lr_decay) and 0 < self.lr_decay <= 1, "lr_decay", self.lr_decay,
                      "must be in (0, 1]")
         check_option(self.snapshot_every >= 0, "snapshot_every", self.snapshot_every, "must be 0 or more")
+
+
+@dataclass(kw_only=True)
+class GuidanceModelConfig(TrainOptions):
+    """Train the built-in text-to-image diffusion model on the object world (renders made on the fly
+    from the seed): the guidance `lumen3d generate` and `lumen3d paint` use when no --model is given."""
+
+    kind: ClassVar[str] = "guidance"
+    max_steps: int = 4500
+    max_minutes: Optional[float] = may_change(110.0)
+    """Stop after this many minutes of training (the model was made in 110 on a 2-core CPU)."""
+    checkpoint_every: int = may_change(200)
+    video_frames: int = may_change(0)
+    batch: int = 64
+    lr: float = 5e-4
+    warmup: int = 200
+    """Steps of linear learning-rate warm-up; then a cosine decay to 10% over the budget."""
+    ema: float = 0.999
+    """Decay of the weights' exponential moving average (the exported weights)."""
+    caption_dropout: float = 0.1
+    """Part of the captions replaced by the empty one (classifier-free guidance)."""
+    min_snr: float = 5.0
+    """Min-SNR-γ loss weighting (γ; 0: plain ε MSE)."""
+    channels: tuple[int, int, int] = (64, 128, 192)
+    held_out: int = 48
+    """(kind, colour, pattern) combinations never shown, to test composition."""
+    sample_every: int = may_change(250)
+    """Write a grid of samples to renders/samples/ every this many steps (0: at the end only)."""
+    precision: Literal["auto", "float32", "bf16"] = "auto"
+
+    def check(self) -> None:
+        TrainOptions.check(self)
+        check_option(1 <= self.batch <= 4096, "batch", self.batch, "must be 1 to 4096")
+        for name in ("lr",):
+            check_option(finite(self.lr) and self.lr > 0, name, self.lr, "must be a positive number")
+        check_option(self.warmup >= 0, "warmup", self.warmup, "must be 0 or more")
+        check_option(finite(self.ema) and 0 <= self.ema < 1, "ema", self.ema, "must be in [0, 1)")
+        check_option(finite(self.caption_dropout) and 0 <= self.caption_dropout < 1, "caption_dropout",
+                     self.caption_dropout, "must be in [0, 1)")
+        check_option(finite(self.min_snr) and self.min_snr >= 0, "min_snr", self.min_snr, "must be 0 or more")
+        check_option(all(8 <= c <= 1024 and c % 8 == 0 for c in self.channels), "channels", self.channels,
+                     "must be three multiples of 8 from 8 to 1024")
+        check_option(0 <= self.held_out <= 240, "held_out", self.held_out, "must be 0 to 240")
+        check_option(self.sample_every >= 0, "sample_every", self.sample_every, "must be 0 or more")
+
+
+@dataclass(kw_only=True)
+class JudgeConfig(TrainOptions):
+    """Train the object world's judge: a classifier of kind, colour and pattern, used only to
+    evaluate text-to-3D results (`lumen3d bench text-to-3d`)."""
+
+    kind: ClassVar[str] = "judge"
+    max_steps: int = 1200
+    checkpoint_every: int = may_change(250)
+    video_frames: int = may_change(0)
+    batch: int = 128
+    lr: float = 2e-3
+
+    def check(self) -> None:
+        TrainOptions.check(self)
+        check_option(1 <= self.batch <= 4096, "batch", self.batch, "must be 1 to 4096")
+        check_option(finite(self.lr) and self.lr > 0, "lr", self.lr, "must be a positive number")

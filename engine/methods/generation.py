@@ -32,6 +32,31 @@ def orbit_cameras(n: int, size: int, radius: float, fov: float, elevation: float
     return Cameras.from_c2w(c2ws, Intrinsics(size, size, f, f, size / 2, size / 2), device)
 
 
+def plain_backgrounds(kind: str, n: int, size: int, gen: torch.Generator, device="cpu") -> Tensor:
+    """(n, size, size, 3) training backgrounds: white, a random colour or a random grey per view (the
+    object world's greys, for the built-in model)."""
+    if kind == "white":
+        return torch.ones(n, size, size, 3, device=device)
+    if kind == "grey":
+        from engine.guidance.objects.world import BACKGROUND
+
+        lo, hi = BACKGROUND
+        colours = (lo + (hi - lo) * torch.rand(n, 1, generator=gen)).expand(n, 3)
+    else:
+        colours = torch.rand(n, 3, generator=gen)
+    return colours.to(device)[:, None, None, :].expand(n, size, size, 3)
+
+
+def display_background(kind: str, device="cpu") -> Tensor:
+    """What evaluation, snapshots and the video show behind the object: the middle of the world's
+    greys for a grey-trained run, else white."""
+    if kind == "grey":
+        from engine.guidance.objects.world import BACKGROUND
+
+        return torch.full((3,), sum(BACKGROUND) / 2, device=device)
+    return torch.ones(3, device=device)
+
+
 class GenerationMethod(Method):
     """`cfg`: a resolved `engine.methods.configs.GenerateConfig`. Subclasses render views
     (`render_views`) and own their parameters and optimisers."""
@@ -40,7 +65,7 @@ class GenerationMethod(Method):
         self.cfg, self.device = cfg, device
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.guidance = build_guidance(cfg, device)
-        self.background = torch.ones(3, device=device)  # what evaluation and the video show
+        self.background = display_background(cfg.background, device)  # what evaluation and the video show
 
     # ------------------------------------------------------------------ views
     def sample_views(self, size: int) -> Views:
@@ -52,13 +77,9 @@ class GenerationMethod(Method):
 
     def sample_background(self, cams: Cameras) -> Tensor:
         """(B, H, W, 3) backgrounds of the training views (see --background)."""
-        w, h = cams.size
-        if self.cfg.background == "white":
-            return torch.ones(len(cams), h, w, 3, device=self.device)
         if self.cfg.background == "learned":
             return self.environment(cams)
-        colours = torch.rand(len(cams), 3, generator=self.gen).to(self.device)
-        return colours[:, None, None, :].expand(len(cams), h, w, 3)
+        return plain_backgrounds(self.cfg.background, len(cams), cams.size[0], self.gen, self.device)
 
     def environment(self, cams: Cameras) -> Tensor:
         raise NotImplementedError("a learned background needs a representation that has one")

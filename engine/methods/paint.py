@@ -24,6 +24,7 @@ from torch import Tensor
 from engine.cameras import Cameras, sample_orbit_cameras
 from engine.data.cameras import Intrinsics, look_at
 from engine.guidance import Views
+from engine.methods.generation import plain_backgrounds
 from engine.methods.generation import orbit_cameras
 from engine.rendering import RenderOutput
 from engine.rendering.mesh import GBuffer, MeshRenderer
@@ -186,11 +187,7 @@ class PaintIt(Method):
         az, el = torch.cat([p[2] for p in parts]), torch.cat([p[3] for p in parts])
         dirs = sum((p[4] for p in parts), [])
         B, s = len(cams), cfg.render_size
-        if cfg.background == "white":
-            bg = torch.ones(B, s, s, 3, device=self.device)
-        else:
-            bg = torch.rand(B, 3, generator=self.gen).to(self.device)[:, None, None, :].expand(B, s, s, 3)
-        return gb, Views(cams, az, el, bg, dirs)
+        return gb, Views(cams, az, el, plain_backgrounds(cfg.background, B, s, self.gen, self.device), dirs)
 
     # ------------------------------------------------------------------ painting
     def maps(self) -> dict[str, Tensor]:

@@ -123,9 +123,11 @@ class TrainingLoop:
                     bar.update(task, completed=step, description=f"training  {method.describe(values)}")
                 if step % cfg.checkpoint_every == 0:
                     self.save()
+                method.after_step(step, self.run, False)
                 for hook in self.hooks:
                     hook(step, method, False)
         self.save()
+        method.after_step(self.step, self.run, True)
         for hook in self.hooks:
             hook(self.step, method, True)
 

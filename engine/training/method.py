@@ -33,6 +33,10 @@ class Method:
         (0-d tensors are read only when logged)."""
         raise NotImplementedError
 
+    def after_step(self, step: int, run, final: bool) -> None:
+        """Called after every step, and once more at the end (final): what a method writes to its run
+        as it trains (the guidance model's sample grids)."""
+
     def describe(self, scalars: dict[str, float]) -> str:
         """The progress bar's text for the latest scalars."""
         return "  ".join(f"{k} {v:.4g}" for k, v in scalars.items())
