@@ -30,8 +30,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
          aliases=("3dgs",)),
     Kind("nerf", NerfConfig, "engine.methods.nerf:Nerf", ("mesh",)),
     # the object world's networks: the built-in guidance model and the judge of its benchmark
-    Kind("guidance", GuidanceModelConfig, "engine.methods.objects:GuidanceModelTraining", ()),
-    Kind("judge", JudgeConfig, "engine.methods.objects:JudgeTraining", ()),
+    Kind("guidance", GuidanceModelConfig, "engine.methods.objects:GuidanceModelTraining", ("weights",)),
+    Kind("judge", JudgeConfig, "engine.methods.objects:JudgeTraining", ("weights",)),
 )}
 # what `lumen3d generate` makes, by --representation: runs that export and view like the others
 GENERATORS: dict[str, Kind] = {k.name: k for k in (

@@ -666,6 +666,112 @@ class BenchPaint:
 
 
 @dataclass
+class BenchText3d:
+    """Text to 3D against known answers: the built-in model's 2D samples and its 3D results (Gaussians
+    and NeRF) for 20 object-world prompts (10 seen in training, 10 held-out combinations), judged
+    in 8 new views each by the shipped judge (kind, colour, pattern)."""
+
+    representations: tuple[Literal["gaussians", "nerf"], ...] = ("gaussians", "nerf")
+    seen: int = 10
+    held_out: int = 10
+    samples_per_prompt: int = 8
+    """2D samples drawn per prompt."""
+    sample_steps: int = 50
+    """DDIM steps per 2D sample."""
+    sample_scale: float = 4.0
+    """Classifier-free guidance of the 2D samples."""
+    guidance_scale: Optional[float] = None
+    """Classifier-free guidance of the 3D runs (default: `lumen3d generate`'s with the built-in model)."""
+    max_steps: Optional[int] = None
+    """Steps of each 3D run (default: `lumen3d generate`'s)."""
+    model: Optional[Path] = None
+    """Weights of a `lumen3d train guidance` run (default: the shipped model)."""
+    judge: Optional[Path] = None
+    """Weights of a `lumen3d train judge` run (default: the shipped judge)."""
+    grid: Optional[Path] = None
+    """Write a picture of the results here (a row per prompt: 2D samples, then each representation's views)."""
+    json: Optional[Path] = None
+    seed: int = 0
+    debug: bool = False
+
+    def check(self) -> None:
+        check_option(0 <= self.seen <= 100 and 0 <= self.held_out <= 48 and self.seen + self.held_out > 0, "seen",
+                     (self.seen, self.held_out), "--seen 0..100 and --held-out 0..48, not both 0")
+        check_option(0 <= self.samples_per_prompt <= 64, "samples_per_prompt", self.samples_per_prompt,
+                     "must be 0 to 64")
+        check_option(1 <= self.sample_steps <= 1000, "sample_steps", self.sample_steps, "must be 1 to 1000")
+        for p in (self.model, self.judge):
+            if p is not None and not Path(p).is_file():
+                raise InputError(p, "no such weights file")
+
+    def run(self) -> None:
+        import torch
+        from rich.table import Table
+
+        from engine.guidance.objects.guidance import load_model
+        from engine.guidance.objects.weights import JUDGE_FILE, MODEL_FILE, read_network
+        from engine.guidance.objects.judge import Judge
+        from engine.guidance.objects.world import Item
+        from engine.io import atomic_write_json
+        from engine.methods.objects import save_grid
+        from engine.progress import console
+        from engine.text3d_bench import bench_3d, bench_prompts, samples_2d, summarise
+
+        model_path = Path(self.model) if self.model else MODEL_FILE
+        model, notes = load_model(model_path)
+        _, state, _ = read_network(Path(self.judge) if self.judge else JUDGE_FILE)
+        judge = Judge()
+        judge.load_state_dict(state)
+        judge.eval()
+        held = [Item.from_index(*idx) for idx in notes.get("held_out", [])]
+        prompts = bench_prompts(self.seen, self.held_out, held or None, self.seed)
+        samples, sample_imgs = samples_2d(model, judge, prompts, self.samples_per_prompt, self.sample_scale,
+                                          self.sample_steps, self.seed) if self.samples_per_prompt else ([], None)
+        results, rows = [], {}
+        for rep in self.representations:
+            recs, renders = bench_3d(judge, prompts, rep, self.seed, self.guidance_scale, self.max_steps, self.model)
+            results.append(summarise(rep, recs, samples))
+            rows[rep] = renders
+        table = Table(title=f"text to 3D, built-in model ({model_path.name}), judged in 8 new views per prompt")
+        for col in ("representation", "kind", "colour", "pattern", "all three, seen", "all three, held out",
+                    "min/prompt", "2D samples, seen"):
+            table.add_column(col, justify="right")
+        pct = lambda v: "—" if v is None else f"{100 * v:.0f}%"  # noqa: E731
+        for r in results:
+            table.add_row(r["representation"], pct(r["kind_acc"]), pct(r["colour_acc"]), pct(r["pattern_acc"]),
+                          pct(r["all_acc"]), pct(r["held_out_all_acc"]), f"{r['minutes_per_prompt']:.1f}",
+                          pct(r["samples_2d_acc"]))
+        if not results and samples:
+            seen = [s["all"] for s in samples if not s["held_out"]]
+            held = [s["all"] for s in samples if s["held_out"]]
+            table.add_row("2D only", "", "", "", "", "", "", pct(sum(seen) / max(len(seen), 1)))
+            console.print(f"2D samples, held-out prompts: {pct(sum(held) / max(len(held), 1))}")
+        console.print(table)
+        if self.grid:
+            save_grid(_picture(prompts, sample_imgs, rows, self.samples_per_prompt), self.grid,
+                      min(self.samples_per_prompt, 4) + 4 * len(rows))
+            console.print(f"wrote {self.grid}")
+        if self.json:
+            atomic_write_json(self.json, {"results": results, "samples_2d": samples,
+                                          "prompts": [{"prompt": i.caption(), "held_out": h} for i, h in prompts],
+                                          "model": str(model_path), "threads": torch.get_num_threads()})
+            console.print(f"wrote {self.json}")
+
+
+def _picture(prompts, samples, rows: dict, per_prompt: int):
+    """Per prompt: up to 4 of its 2D samples, then 4 of the 8 views of each representation."""
+    import torch
+
+    tiles = []
+    for p in range(len(prompts)):
+        if samples is not None:
+            tiles += list(samples[p * per_prompt:p * per_prompt + min(per_prompt, 4)])
+        for renders in rows.values():
+            tiles += list(renders[p * 8:(p + 1) * 8:2])
+    return torch.stack(tiles)
+
+
+@dataclass
 class BenchJob:
     """Benchmarks: print a table and, with --json, write the records."""
 
@@ -675,7 +781,8 @@ class BenchJob:
                                                  Annotated[BenchTrain, tyro.conf.subcommand("train")],
                                                  Annotated[BenchSds, tyro.conf.subcommand("sds")],
                                                  Annotated[BenchMesh, tyro.conf.subcommand("mesh")],
-                                                 Annotated[BenchPaint, tyro.conf.subcommand("paint")]]]
+                                                 Annotated[BenchPaint, tyro.conf.subcommand("paint")],
+                                                 Annotated[BenchText3d, tyro.conf.subcommand("text-to-3d")]]]
 
     def check(self) -> None:
         if hasattr(self.case, "check"):

@@ -95,12 +95,15 @@ def _live_view(cfg, method, run):
 
 @dataclass
 class ExportJob:
-    """Export a trained scene: a Gaussian run or an Inria PLY as PLY or .splat; a NeRF run as a mesh."""
+    """Export a trained scene: a Gaussian run or an Inria PLY as PLY or .splat; a NeRF run as a mesh; the
+    object world's networks as weights."""
 
     source: tyro.conf.Positional[Path]
     """A `lumen3d train` run directory, or a Gaussian-splat PLY."""
-    format: Literal["ply", "splat", "mesh"] = "ply"
-    """ply / splat: Gaussians; mesh: marching cubes on a NeRF's density with vertex colours."""
+    format: Literal["ply", "splat", "mesh", "weights"] = "ply"
+    """ply / splat: Gaussians; mesh: marching cubes on a NeRF's density with vertex colours; weights:
+    a `train guidance` or `train judge` run's network as safetensors (from its last checkpoint, so an
+    unfinished run exports too)."""
     out: Optional[Path] = None
     """Output file (default: <run>/exports/scene.<format> or mesh.ply, or beside the PLY); a mesh's
     suffix picks its format (.ply, .obj, .glb)."""
@@ -144,8 +147,8 @@ class ExportJob:
         elif src.is_file():
             from scenes.gaussians import load_ply, save_ply, save_splat
 
-            if self.format == "mesh":
-                raise InputError(src, "--format mesh needs a NeRF run directory")
+            if self.format in ("mesh", "weights"):
+                raise InputError(src, f"--format {self.format} needs a run directory")
             params = load_ply(src)
             out = self.out or src.with_suffix(f".{self.format}")
             check_output(out, [src])

@@ -124,12 +124,28 @@ class GuidanceModelTraining(WorldTraining):
             self.sample_grid(run.path("renders", "samples", "final.png" if final else f"step_{step:06d}.png"))
 
     def export(self, run):
+        path = self.write_weights(self.ema, self.model_cfg.to_dict(), run.path("exports", "objects64.safetensors"),
+                                  self.cfg.held_out, self.cfg.seed)
+        return {"weights": str(path), "bytes": path.stat().st_size}
+
+    @staticmethod
+    def write_weights(network, config: dict, path: Path, held_out: int, seed: int) -> Path:
         from engine.guidance.objects.weights import save_network
 
-        path = save_network(self.ema, self.model_cfg.to_dict(), run.path("exports", "objects64.safetensors"),
-                            {"held_out": [list(i.index) for i in held_out_items(self.cfg.held_out, self.cfg.seed)],
-                             "seed": self.cfg.seed})
-        return {"weights": str(path), "bytes": path.stat().st_size}
+        return save_network(network, config, path, {"held_out": [list(i.index) for i in held_out_items(held_out, seed)],
+                                                    "seed": seed})
+
+    @classmethod
+    def export_checkpoint(cls, ckpt, source, fmt, out, options):
+        """The EMA weights of a run's last checkpoint (finished or not)."""
+        from engine.guidance.objects.model import ModelConfig, ObjectsUNet
+
+        cfg = ModelConfig.from_dict(ckpt["meta"]["model"])
+        net = ObjectsUNet(cfg)
+        net.load_state_dict(ckpt["state"]["method"]["ema"])
+        path = cls.write_weights(net, cfg.to_dict(), Path(out or source / "exports" / "objects64.safetensors"),
+                                 int(ckpt["config"]["held_out"]), int(ckpt["config"]["seed"]))
+        return f"wrote {path} (the EMA weights at step {ckpt['state']['loop']['step']})"
 
 
 class JudgeTraining(WorldTraining):
@@ -181,9 +197,18 @@ class JudgeTraining(WorldTraining):
     def export(self, run):
         from engine.guidance.objects.weights import save_network
 
-        self.judge.eval()
         path = save_network(self.judge, {}, run.path("exports", "judge.safetensors"))
         return {"weights": str(path), "bytes": path.stat().st_size}
+
+    @classmethod
+    def export_checkpoint(cls, ckpt, source, fmt, out, options):
+        from engine.guidance.objects.judge import Judge
+        from engine.guidance.objects.weights import save_network
+
+        judge = Judge()
+        judge.load_state_dict(ckpt["state"]["method"]["judge"])
+        path = save_network(judge, {}, Path(out or source / "exports" / "judge.safetensors"))
+        return f"wrote {path} (step {ckpt['state']['loop']['step']})"
 
 
 def degrade(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

@@ -37,7 +37,8 @@ def sample(model: ObjectsUNet, captions: list[str], generator: torch.Generator, 
     ids = torch.cat([tok(captions), tok([""] * B)])
     text = model.encode_text(ids)
     x = torch.randn(B, 3, S, S, generator=generator)
-    ts = torch.linspace(model.cfg.T - 1, 0, steps).round().long()
+    # the last step goes from t ≈ T/steps straight to the clean image: t = 0 itself teaches nothing
+    ts = torch.linspace(model.cfg.T - 1, 0, steps + 1)[:-1].round().long()
     for i, t in enumerate(ts):
         with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
             e = model(torch.cat([x, x]), t.repeat(2 * B), text=text).float()
