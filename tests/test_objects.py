@@ -194,3 +194,15 @@ def test_judge_training_runs_and_exports(tmp_path):
     assert (tmp_path / "j" / "exports" / "judge.safetensors").is_file()
     r = run_cli("export", tmp_path / "j", "--format", "mesh")
     assert_one_clear_line(r, ["judge run exports --format weights"])
+
+
+def test_paint_runs_with_the_builtin_model(data, tmp_path):
+    """Paint-it with no --model: the built-in model paints a box over its world's grey."""
+    r = run_cli("paint", data / "meshes" / "BoxTextured.glb", "a red checkered cube", "--out", tmp_path / "p",
+                "--max-steps", "4", "--views", "2", "--render-size", "64", "--texture-res", "64", "--view-bank", "4",
+                "--snapshot-every", "0", "--video-frames", "2", "--channels", "8", "--scales", "3")
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((tmp_path / "p" / "metrics.json").read_text())
+    cfg = json.loads((tmp_path / "p" / "config.json").read_text())["config"]
+    assert m["guidance"] == "builtin" and m["steps"] == 4 and cfg["background"] == "grey"
+    assert (tmp_path / "p" / "exports" / "mesh.glb").is_file()

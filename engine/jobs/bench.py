@@ -695,8 +695,9 @@ class BenchText3d:
     debug: bool = False
 
     def check(self) -> None:
-        check_option(0 <= self.seen <= 100 and 0 <= self.held_out <= 48 and self.seen + self.held_out > 0, "seen",
-                     (self.seen, self.held_out), "--seen 0..100 and --held-out 0..48, not both 0")
+        check_option(0 <= self.seen <= 100, "seen", self.seen, "must be 0 to 100")
+        check_option(0 <= self.held_out <= 48, "held_out", self.held_out, "must be 0 to 48 (the model's held-out set)")
+        check_option(self.seen + self.held_out > 0, "seen", self.seen, "and --held-out are both 0: no prompts")
         check_option(0 <= self.samples_per_prompt <= 64, "samples_per_prompt", self.samples_per_prompt,
                      "must be 0 to 64")
         check_option(1 <= self.sample_steps <= 1000, "sample_steps", self.sample_steps, "must be 1 to 1000")
