@@ -134,7 +134,7 @@ class GuidanceOptions:
     negative_prompt: str = ""
     guidance_scale: Optional[float] = None
     """Classifier-free guidance s in ε_u + s·(ε_c − ε_u) (diffusers' convention; default: DreamFusion's
-    100 with Stable Diffusion, BUILTIN_SCALE with the built-in model)."""
+    100 with Stable Diffusion, 7.5 with the built-in model)."""
     t_range: tuple[float, float] = (0.02, 0.98)
     """Timesteps t ~ U[min, max], as fractions of the model's (1000) steps."""
     t_anneal: Literal["none", "linear", "sqrt", "dreamgaussian"] = "none"
@@ -192,9 +192,11 @@ class GuidanceOptions:
                      "guidance_size", self.guidance_size, "must be a multiple of 8 from 64 to 2048")
 
 
-BUILTIN_SCALE = 20.0  # classifier-free guidance of the built-in model (its benchmark's best; see docs/BENCHMARKS.md)
+BUILTIN_SCALE = 7.5  # classifier-free guidance of the built-in model (7.5 beat 20 and 50 in 3D; docs/BENCHMARKS.md)
 # the built-in model saw its world over a plain grey, at 64², in fields of view of 45–53°
-BUILTIN_DEFAULTS = {"background": "grey", "fov": (49.0, 49.0), "render_size": {"gaussians": 128, "nerf": 64}}
+# (NeRF: 800 steps, 4.4 minutes here; its 2,000 would take 11)
+BUILTIN_DEFAULTS = {"gaussians": {"background": "grey", "fov": (49.0, 49.0), "render_size": 128},
+                    "nerf": {"background": "grey", "fov": (49.0, 49.0), "render_size": 64, "max_steps": 800}}
 
 GENERATE_DEFAULTS = {
     # DreamGaussian's stage 1 (500 steps, elevations ±30°, radius 2.5, fov 49°) and threestudio's
@@ -213,7 +215,7 @@ class GenerateConfig(GuidanceOptions, TrainOptions):
     """What to generate, e.g. "a DSLR photo of a red sports car"."""
     representation: Literal["gaussians", "nerf"] = "gaussians"
     max_steps: Optional[int] = None
-    """Steps (default: 500 for Gaussians, 2000 for NeRF)."""
+    """Steps (default: 500 for Gaussians, 2000 for NeRF; 800 for NeRF with the built-in model)."""
     checkpoint_every: int = may_change(100)
     video_frames: int = may_change(60)
     batch: int = 1
@@ -264,7 +266,7 @@ class GenerateConfig(GuidanceOptions, TrainOptions):
         g = self.resolved_guidance()
         d = dict(GENERATE_DEFAULTS[self.representation], background="random")
         if g["guidance"] == "builtin":
-            d.update(BUILTIN_DEFAULTS, render_size=BUILTIN_DEFAULTS["render_size"][self.representation])
+            d.update(BUILTIN_DEFAULTS[self.representation])
         return dataclasses.replace(self, **g, **{k: v if getattr(self, k) is None else getattr(self, k)
                                                  for k, v in d.items()})
 
@@ -342,9 +344,12 @@ class PaintConfig(GuidanceOptions, TrainOptions):
     view_bank: int = 96
     """Random views whose rasterization is computed once and reused (the geometry is fixed); 0:
     fresh random views every step."""
-    camera_distance: float = 3.25
-    """Camera distance, with the mesh centred and scaled to extent 2."""
-    elevation: tuple[float, float] = (-60.0, 60.0)
+    camera_distance: Optional[float] = None
+    """Camera distance, with the mesh centred and scaled to extent 2 (default: Paint-it's 3.25; 6 with
+    the built-in model, whose objects fill about half of its views)."""
+    elevation: Optional[tuple[float, float]] = None
+    """Elevation range of the random views, degrees (default: Paint-it's −60…60; −20…60 with the
+    built-in model, as its world's views)."""
     fov: float = 45.0
     face_view: Literal["auto", "on", "off"] = "auto"
     """A close view of the face each step with its own prompt (auto: for body meshes)."""
@@ -382,7 +387,9 @@ class PaintConfig(GuidanceOptions, TrainOptions):
     def resolved(self) -> "PaintConfig":
         d = PAINT_PRESETS[self.preset]
         g = self.resolved_guidance()
-        d = dict(d, background="grey" if g["guidance"] == "builtin" else "white")
+        builtin = g["guidance"] == "builtin"
+        d = dict(d, background="grey" if builtin else "white", camera_distance=6.0 if builtin else 3.25,
+                 elevation=(-20.0, 60.0) if builtin else (-60.0, 60.0))
         return dataclasses.replace(self, **g,
                                    **{k: v if getattr(self, k) is None else getattr(self, k) for k, v in d.items()})
 
@@ -400,10 +407,10 @@ class PaintConfig(GuidanceOptions, TrainOptions):
         check_option(r.texture_res % step == 0 and 32 <= r.texture_res <= 4096, "texture_res", r.texture_res,
                      f"must be a multiple of {step} (2**scales) from 32 to 4096")
         check_option(0 <= self.view_bank <= 4096, "view_bank", self.view_bank, "must be 0 to 4096")
-        check_option(finite(self.camera_distance) and self.camera_distance >= 1.5, "camera_distance",
-                     self.camera_distance, "must be 1.5 or more (the mesh is scaled to extent 2)")
-        lo, hi = self.elevation
-        check_option(finite(lo) and finite(hi) and -89 <= lo <= hi <= 89, "elevation", self.elevation,
+        check_option(finite(r.camera_distance) and r.camera_distance >= 1.5, "camera_distance",
+                     r.camera_distance, "must be 1.5 or more (the mesh is scaled to extent 2)")
+        lo, hi = r.elevation
+        check_option(finite(lo) and finite(hi) and -89 <= lo <= hi <= 89, "elevation", r.elevation,
                      "must be two angles -89 <= min <= max <= 89")
         check_option(finite(self.fov) and 5 <= self.fov <= 150, "fov", self.fov, "must be 5 to 150 degrees")
         check_option(self.frame >= 0, "frame", self.frame, "must be 0 or more")
@@ -422,9 +429,10 @@ class GuidanceModelConfig(TrainOptions):
     from the seed): the guidance `lumen3d generate` and `lumen3d paint` use when no --model is given."""
 
     kind: ClassVar[str] = "guidance"
-    max_steps: int = 4500
-    max_minutes: Optional[float] = may_change(110.0)
-    """Stop after this many minutes of training (the model was made in 110 on a 2-core CPU)."""
+    max_steps: int = 3200
+    """The shipped model stopped at step 3,183, after 88 minutes of training on a 2-core CPU."""
+    max_minutes: Optional[float] = may_change(120.0)
+    """Stop after this many minutes of training, whichever comes first (the schedules follow it)."""
     checkpoint_every: int = may_change(200)
     video_frames: int = may_change(0)
     batch: int = 64
