@@ -206,3 +206,19 @@ def test_paint_runs_with_the_builtin_model(data, tmp_path):
     cfg = json.loads((tmp_path / "p" / "config.json").read_text())["config"]
     assert m["guidance"] == "builtin" and m["steps"] == 4 and cfg["background"] == "grey"
     assert (tmp_path / "p" / "exports" / "mesh.glb").is_file()
+
+
+def test_bench_text_to_3d_writes_its_figures(tmp_path):
+    """A short benchmark (2 prompts, few steps): the JSON has the issue's fields and the picture is written."""
+    r = run_cli("bench", "text-to-3d", "--representations", "gaussians", "--seen", "1", "--held-out", "1",
+                "--samples-per-prompt", "2", "--sample-steps", "4", "--max-steps", "10",
+                "--json", tmp_path / "b.json", "--grid", tmp_path / "b.png")
+    assert r.returncode == 0, r.stderr[-3000:]
+    d = json.loads((tmp_path / "b.json").read_text())
+    res = d["results"][0]
+    for k in ("representation", "prompts", "kind_acc", "colour_acc", "pattern_acc", "all_acc", "held_out_all_acc",
+              "minutes_per_prompt", "samples_2d_acc"):
+        assert k in res, k
+    assert res["prompts"] == 2 and [p["held_out"] for p in d["prompts"]] == [False, True]
+    assert all(0 <= res[k] <= 1 for k in ("kind_acc", "colour_acc", "pattern_acc", "all_acc"))
+    assert (tmp_path / "b.png").is_file()
