@@ -30,8 +30,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get what open() would give
         yield tmp
+        # mkstemp makes 0600, and some writers (safetensors) replace the file with their own 0600 one:
+        # the output gets what open() would have given it, whoever wrote it
+        os.chmod(tmp, 0o666 & ~_umask())
         try:
             os.replace(tmp, path)
         except OSError as e:

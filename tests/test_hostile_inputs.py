@@ -795,3 +795,14 @@ def test_outputs_get_the_permissions_of_the_users_umask(tmp_path):
         os.umask(old)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o600
+    # a writer that replaces the file itself (safetensors makes its own 0600 file) gets the umask too
+    import torch
+
+    from engine.guidance.objects.weights import save_network
+
+    old = os.umask(0o022)
+    try:
+        save_network(torch.nn.Linear(2, 2), {}, tmp_path / "w.safetensors")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o644

@@ -713,12 +713,15 @@ class BenchText3d:
         from engine.guidance.objects.weights import JUDGE_FILE, MODEL_FILE, read_network
         from engine.guidance.objects.judge import Judge
         from engine.guidance.objects.world import Item
-        from engine.io import atomic_write_json
+        from engine.io import atomic_write_json, check_output
         from engine.methods.objects import save_grid
         from engine.progress import console
         from engine.text3d_bench import bench_3d, bench_prompts, samples_2d, summarise
 
         model_path = Path(self.model) if self.model else MODEL_FILE
+        for out in (self.json, self.grid):
+            if out is not None:
+                check_output(out, [model_path, Path(self.judge) if self.judge else JUDGE_FILE])
         model, notes = load_model(model_path)
         _, state, _ = read_network(Path(self.judge) if self.judge else JUDGE_FILE)
         judge = Judge()

@@ -26,7 +26,6 @@ class WorldTraining(Method):
         self.cfg, self.device, self.items = cfg, device, items
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.dtype = resolve_precision(getattr(cfg, "precision", "auto"), device)
-        self.background = torch.ones(3)
 
     def draw(self, n: int):
         pick = torch.randint(len(self.items), (n,), generator=self.gen).tolist()
