@@ -151,6 +151,34 @@ def test_generate_runs_with_nothing_but_the_repository(tmp_path):
         assert (tmp_path / "run" / f).is_file(), f
 
 
+def test_generate_nerf_with_the_builtin_model_keeps_its_march_and_background(tmp_path):
+    """The built-in NeRF recipe (albedo throughout, a 256-step march, Adam at 3e-3) is what the run
+    uses, and its checkpoint renders as the run did: the same step, over the world's grey."""
+    import math
+
+    from engine.guidance.objects.world import BACKGROUND
+    from engine.io import load_checkpoint
+    from engine.methods.nerf import NerfModel
+
+    run = tmp_path / "run"
+    r = run_cli("generate", "a red striped mushroom", "--representation", "nerf", "--max-steps", "24",
+                "--video-frames", "0", "--mesh-resolution", "0", "--out", run)
+    assert r.returncode == 0, r.stderr[-3000:]
+    cfg = json.loads((run / "config.json").read_text())["config"]
+    assert (cfg["march_steps"], cfg["lr"], cfg["shading_start"], cfg["background"]) == (256, 3e-3, 1.0, "grey")
+    assert json.loads((run / "metrics.json").read_text())["shading_steps"] == {"albedo": 24, "lambertian": 0,
+                                                                                "textureless": 0}
+    path = run / "checkpoints" / "last.pt"
+    model = NerfModel.from_checkpoint(load_checkpoint(path), path)
+    assert model.march_steps == 256 and model.dt == pytest.approx(2 * math.sqrt(3) / 256)
+    assert model.background.tolist() == pytest.approx([sum(BACKGROUND) / 2] * 3)
+    # a run with a model the user brings keeps instant-NGP's march and DreamFusion's shading
+    from engine.methods.configs import GenerateConfig
+
+    sd = GenerateConfig(prompt="a chair", representation="nerf", model=tmp_path).resolved()
+    assert (sd.march_steps, sd.lr, sd.shading_start) == (1024, 1e-2, 0.1)
+
+
 def test_prompts_outside_the_world_are_refused_in_one_line(tmp_path):
     r = run_cli("generate", "a DSLR photo of a corgi", "--out", tmp_path / "a")
     assert_one_clear_line(r, ["'corgi'", "kinds:", "mushroom", "--model"])

@@ -194,15 +194,17 @@ class GuidanceOptions:
 
 BUILTIN_SCALE = 7.5  # classifier-free guidance of the built-in model (7.5 beat 20 and 50 in 3D; docs/BENCHMARKS.md)
 # the built-in model saw its world over a plain grey, at 64², in fields of view of 45–53°
-# (NeRF: 800 steps, 4.4 minutes here; its 2,000 would take 11)
+# (NeRF: 800 steps of albedo at a coarser march, 1–3 minutes here; patterns do not form: docs/BENCHMARKS.md)
 BUILTIN_DEFAULTS = {"gaussians": {"background": "grey", "fov": (49.0, 49.0), "render_size": 128},
-                    "nerf": {"background": "grey", "fov": (49.0, 49.0), "render_size": 64, "max_steps": 800}}
+                    "nerf": {"background": "grey", "fov": (49.0, 49.0), "render_size": 64, "max_steps": 800,
+                             "march_steps": 256, "lr": 3e-3, "shading_start": 1.0}}
 
 GENERATE_DEFAULTS = {
     # DreamGaussian's stage 1 (500 steps, elevations ±30°, radius 2.5, fov 49°) and threestudio's
     # DreamFusion (elevations −10…45°, fov 40…70°), at render sizes a CPU affords
     "gaussians": {"max_steps": 500, "render_size": 256, "elevation": (-30.0, 30.0), "fov": (49.0, 49.0)},
-    "nerf": {"max_steps": 2000, "render_size": 64, "elevation": (-10.0, 45.0), "fov": (40.0, 70.0)},
+    "nerf": {"max_steps": 2000, "render_size": 64, "elevation": (-10.0, 45.0), "fov": (40.0, 70.0),
+             "march_steps": 1024, "lr": 1e-2, "shading_start": 0.1},
 }
 
 
@@ -238,14 +240,20 @@ class GenerateConfig(GuidanceOptions, TrainOptions):
     grad_threshold: float = 0.01
     """Gaussians: densification threshold of the view-space gradient (DreamGaussian's)."""
     # NeRF
-    lr: float = 1e-2
+    lr: Optional[float] = None
+    """NeRF: Adam's learning rate (default 1e-2; 3e-3 with the built-in model)."""
     log2_table: int = 16
     grid_res: int = 64
     blob_density: float = 10.0
     """NeRF: a density blob at the centre to start from (threestudio's Magic3D blob)."""
     blob_radius: float = 0.5
-    shading_start: float = 0.1
-    """NeRF: part of the run with albedo only; then albedo / Lambertian / textureless at random."""
+    march_steps: Optional[int] = None
+    """NeRF: marching steps across the scene box's diagonal (default 1024, instant-NGP's; 256 with the
+    built-in model, whose 64² renders are coarser than that)."""
+    shading_start: Optional[float] = None
+    """NeRF: part of the run with albedo only; then albedo / Lambertian / textureless at random
+    (default 0.1; 1, albedo throughout, with the built-in model, whose world shows shading that
+    the albedo then keeps)."""
     textureless_ratio: float = 0.4
     albedo_ratio: float = 0.2
     lambda_orient: tuple[float, float] = (10.0, 1000.0)
@@ -288,10 +296,12 @@ class GenerateConfig(GuidanceOptions, TrainOptions):
                          f"must be two angles min <= max within {'0' if name == 'fov' else -bound}..{bound}")
         check_option(self.background != "learned" or self.representation == "nerf", "background", self.background,
                      "learned is a NeRF's environment; Gaussians train over random or white")
+        check_option(self.march_steps is None or 64 <= self.march_steps <= 8192, "march_steps", self.march_steps,
+                     "must be 64 to 8192")
         check_option(10 <= self.init_points <= 10_000_000, "init_points", self.init_points, "must be 10 to 10000000")
         for name in ("grad_threshold", "lr", "blob_radius"):
             v = getattr(self, name)
-            check_option(finite(v) and v > 0, name, v, "must be a positive number")
+            check_option((v is None and name == "lr") or (finite(v) and v > 0), name, v, "must be a positive number")
         check_option(10 <= self.log2_table <= 24, "log2_table", self.log2_table, "must be 10 to 24")
         check_option(8 <= self.grid_res <= 512, "grid_res", self.grid_res, "must be 8 to 512")
         for name in ("blob_density", "lambda_sparsity"):
@@ -299,7 +309,8 @@ class GenerateConfig(GuidanceOptions, TrainOptions):
             check_option(finite(v) and v >= 0, name, v, "must be 0 or more")
         for name in ("shading_start", "textureless_ratio", "albedo_ratio"):
             v = getattr(self, name)
-            check_option(finite(v) and 0 <= v <= 1, name, v, "must be between 0 and 1")
+            check_option((v is None and name == "shading_start") or (finite(v) and 0 <= v <= 1), name, v,
+                         "must be between 0 and 1")
         check_option(self.textureless_ratio + self.albedo_ratio <= 1, "albedo_ratio", self.albedo_ratio,
                      "plus --textureless-ratio must be at most 1")
         check_option(all(finite(v) and v >= 0 for v in self.lambda_orient), "lambda_orient", self.lambda_orient,

@@ -113,14 +113,16 @@ class NerfModel:
     dt: float
     cone: float
     background: Tensor
+    march_steps: int = 1024  # dt's steps across the box's diagonal
 
     @staticmethod
-    def build(centre, half, unbounded: bool, cfg, grid_res: int, background, seed: int = 0) -> "NerfModel":
+    def build(centre, half, unbounded: bool, cfg, grid_res: int, background, seed: int = 0,
+              march_steps: int = 1024) -> "NerfModel":
         field = RadianceField(centre, half, unbounded, cfg, seed=seed)
-        dt = default_step(field.box_half)
+        dt = default_step(field.box_half, march_steps)
         grid = OccupancyGrid(*field.grid_box(), dt, cascades=5 if unbounded else 1, res=grid_res)
         return NerfModel(field, grid, dt, 1 / 256 if unbounded else 0.0,
-                         torch.as_tensor(background, dtype=torch.float32))
+                         torch.as_tensor(background, dtype=torch.float32), march_steps)
 
     def to(self, device) -> "NerfModel":
         self.field.to(device)
@@ -131,7 +133,8 @@ class NerfModel:
     def meta(self) -> dict:
         f = self.field
         return {"centre": f.box_centre.tolist(), "half": f.box_half.tolist(), "unbounded": f.unbounded,
-                "field": asdict(f.cfg), "grid_res": self.grid.res, "background": self.background.tolist()}
+                "field": asdict(f.cfg), "grid_res": self.grid.res, "background": self.background.tolist(),
+                "march_steps": self.march_steps}
 
     @staticmethod
     def from_checkpoint(ckpt: dict, source: Path) -> "NerfModel":
@@ -140,7 +143,7 @@ class NerfModel:
         m, state = ckpt["meta"], ckpt["state"]["method"]
         try:
             model = NerfModel.build(m["centre"], m["half"], m["unbounded"], FieldConfig(**m["field"]), m["grid_res"],
-                                    m["background"])
+                                    m["background"], march_steps=m.get("march_steps", 1024))
             model.field.load_state_dict(state["field"])
             model.load_grid(state["grid"])
         except (KeyError, TypeError, RuntimeError) as e:

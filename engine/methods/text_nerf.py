@@ -45,8 +45,9 @@ class TextToNerf(GenerationMethod):
         super().__init__(cfg, device)
         field_cfg = FieldConfig(log2_table=cfg.log2_table, sh_degree=1, blob_density=cfg.blob_density,
                                 blob_radius=cfg.blob_radius)
+        # renders after training show the display background (grey for a grey-trained run), as Gaussians do
         self.model = NerfModel.build([0.0, 0.0, 0.0], [1.0, 1.0, 1.0], False, field_cfg, cfg.grid_res,
-                                     [1.0, 1.0, 1.0], seed=cfg.seed).to(device)
+                                     self.background.tolist(), seed=cfg.seed, march_steps=cfg.march_steps).to(device)
         self.opt = make_optimizer(self.model.field, cfg.lr)
         self.env = Environment().to(device)
         if cfg.background == "learned":
