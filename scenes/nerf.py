@@ -274,6 +274,11 @@ def render_rays_inference(field: RadianceField, grid: OccupancyGrid, origins: Te
             "samples": len(ray_idx), "queried": queried}
 
 
-def default_step(half: Tensor, steps: int = 1024) -> float:
+MARCH_STEPS = 1024  # instant-NGP's marching steps across the box's diagonal
+
+
+def default_step(half: Tensor, steps: int = MARCH_STEPS) -> float:
     """instant-NGP's step: the box's diagonal over `steps`."""
+    if not (isinstance(steps, int) and steps >= 1):
+        raise ValueError(f"marching steps must be a whole number >= 1, got {steps!r}")
     return float(2 * math.sqrt(3) * half.max() / steps)

@@ -548,7 +548,8 @@ OPTION_CASES = [
         ("--camera-distance", "0.5", "1"), ("--elevation", "-95", "0"), ("--fov", "0", "10"),
         ("--init-points", "0"), ("--guidance-size", "100"), ("--lambda-sparsity", "-1"),
         ("--albedo-ratio", "0.8", "--textureless-ratio", "0.8"), ("--mesh-resolution", "4"),
-        ("--front-threshold", "200"), ("--blob-radius", "0"))],
+        ("--front-threshold", "200"), ("--blob-radius", "0"), ("--march-steps", "8"), ("--lr", "0"),
+        ("--shading-start", "2"))],
 ]
 
 

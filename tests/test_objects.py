@@ -159,6 +159,7 @@ def test_generate_nerf_with_the_builtin_model_keeps_its_march_and_background(tmp
     from engine.guidance.objects.world import BACKGROUND
     from engine.io import load_checkpoint
     from engine.methods.nerf import NerfModel
+    from scenes.nerf import MARCH_STEPS
 
     run = tmp_path / "run"
     r = run_cli("generate", "a red striped mushroom", "--representation", "nerf", "--max-steps", "24",
@@ -172,11 +173,18 @@ def test_generate_nerf_with_the_builtin_model_keeps_its_march_and_background(tmp
     model = NerfModel.from_checkpoint(load_checkpoint(path), path)
     assert model.march_steps == 256 and model.dt == pytest.approx(2 * math.sqrt(3) / 256)
     assert model.background.tolist() == pytest.approx([sum(BACKGROUND) / 2] * 3)
+    # a checkpoint whose march makes no step is refused, not divided by
+    from engine.errors import InputError
+
+    bad = load_checkpoint(path)
+    bad["meta"]["march_steps"] = 0
+    with pytest.raises(InputError, match="does not describe its field"):
+        NerfModel.from_checkpoint(bad, path)
     # a run with a model the user brings keeps instant-NGP's march and DreamFusion's shading
     from engine.methods.configs import GenerateConfig
 
     sd = GenerateConfig(prompt="a chair", representation="nerf", model=tmp_path).resolved()
-    assert (sd.march_steps, sd.lr, sd.shading_start) == (1024, 1e-2, 0.1)
+    assert (sd.march_steps, sd.lr, sd.shading_start) == (MARCH_STEPS, 1e-2, 0.1)
 
 
 def test_prompts_outside_the_world_are_refused_in_one_line(tmp_path):

@@ -204,7 +204,7 @@ GENERATE_DEFAULTS = {
     # DreamFusion (elevations −10…45°, fov 40…70°), at render sizes a CPU affords
     "gaussians": {"max_steps": 500, "render_size": 256, "elevation": (-30.0, 30.0), "fov": (49.0, 49.0)},
     "nerf": {"max_steps": 2000, "render_size": 64, "elevation": (-10.0, 45.0), "fov": (40.0, 70.0),
-             "march_steps": 1024, "lr": 1e-2, "shading_start": 0.1},
+             "march_steps": 1024, "lr": 1e-2, "shading_start": 0.1},  # 1024 is scenes.nerf.MARCH_STEPS (no torch here)
 }
 
 
@@ -301,7 +301,7 @@ class GenerateConfig(GuidanceOptions, TrainOptions):
         check_option(10 <= self.init_points <= 10_000_000, "init_points", self.init_points, "must be 10 to 10000000")
         for name in ("grad_threshold", "lr", "blob_radius"):
             v = getattr(self, name)
-            check_option((v is None and name == "lr") or (finite(v) and v > 0), name, v, "must be a positive number")
+            check_option(v is None or (finite(v) and v > 0), name, v, "must be a positive number")
         check_option(10 <= self.log2_table <= 24, "log2_table", self.log2_table, "must be 10 to 24")
         check_option(8 <= self.grid_res <= 512, "grid_res", self.grid_res, "must be 8 to 512")
         for name in ("blob_density", "lambda_sparsity"):
@@ -309,8 +309,7 @@ class GenerateConfig(GuidanceOptions, TrainOptions):
             check_option(finite(v) and v >= 0, name, v, "must be 0 or more")
         for name in ("shading_start", "textureless_ratio", "albedo_ratio"):
             v = getattr(self, name)
-            check_option((v is None and name == "shading_start") or (finite(v) and 0 <= v <= 1), name, v,
-                         "must be between 0 and 1")
+            check_option(v is None or (finite(v) and 0 <= v <= 1), name, v, "must be between 0 and 1")
         check_option(self.textureless_ratio + self.albedo_ratio <= 1, "albedo_ratio", self.albedo_ratio,
                      "plus --textureless-ratio must be at most 1")
         check_option(all(finite(v) and v >= 0 for v in self.lambda_orient), "lambda_orient", self.lambda_orient,

@@ -17,7 +17,7 @@ from engine.losses import MSELoss
 from engine.methods.reconstruction import ReconstructionMethod
 from engine.rendering.background import RandomBackground, composite
 from engine.rendering.fields import NEAR, render_field
-from scenes.nerf import OccupancyGrid, RadianceField, default_step, render_rays
+from scenes.nerf import MARCH_STEPS, OccupancyGrid, RadianceField, default_step, render_rays
 
 log = logging.getLogger("lumen3d")
 MSE = MSELoss()
@@ -113,11 +113,11 @@ class NerfModel:
     dt: float
     cone: float
     background: Tensor
-    march_steps: int = 1024  # dt's steps across the box's diagonal
+    march_steps: int = MARCH_STEPS  # dt's steps across the box's diagonal
 
     @staticmethod
     def build(centre, half, unbounded: bool, cfg, grid_res: int, background, seed: int = 0,
-              march_steps: int = 1024) -> "NerfModel":
+              march_steps: int = MARCH_STEPS) -> "NerfModel":
         field = RadianceField(centre, half, unbounded, cfg, seed=seed)
         dt = default_step(field.box_half, march_steps)
         grid = OccupancyGrid(*field.grid_box(), dt, cascades=5 if unbounded else 1, res=grid_res)
@@ -143,10 +143,10 @@ class NerfModel:
         m, state = ckpt["meta"], ckpt["state"]["method"]
         try:
             model = NerfModel.build(m["centre"], m["half"], m["unbounded"], FieldConfig(**m["field"]), m["grid_res"],
-                                    m["background"], march_steps=m.get("march_steps", 1024))
+                                    m["background"], march_steps=m.get("march_steps", MARCH_STEPS))
             model.field.load_state_dict(state["field"])
             model.load_grid(state["grid"])
-        except (KeyError, TypeError, RuntimeError) as e:
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise InputError(source, f"the NeRF checkpoint does not describe its field ({str(e).splitlines()[0]})")
         return model
 
