@@ -4,10 +4,11 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import sys
 import warnings
 
-from engine.errors import InputError
+from engine.errors import LOST_PEER_STATUS, InputError, PeerLost, Silent
 
 
 def _commands() -> dict:
@@ -78,8 +79,17 @@ def _warning_to_log(message, category, filename, lineno, file=None, line=None) -
     logging.getLogger("lumen3d").debug("%s: %s (%s:%d)", category.__name__, message, filename, lineno)
 
 
+def _rank_tag() -> str:
+    """' (rank R)' in the messages of a run's processes other than rank 0."""
+    rank = os.environ.get("RANK", "0") if int(os.environ.get("WORLD_SIZE", "1")) > 1 else "0"
+    return "" if rank == "0" else f" (rank {rank})"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    from engine.jobs import COMMAND_LINE
+
+    COMMAND_LINE[:] = args
     debug = "--debug" in args
     if not debug:  # library warnings (numpy's RuntimeWarnings, ...) go to the run's log, not the terminal
         warnings.showwarning = _warning_to_log
@@ -87,17 +97,21 @@ def main(argv: list[str] | None = None) -> int:
         job = _parse(args)
         if hasattr(job, "check"):  # option ranges, before anything is read or made
             job.check()
-        job.run()
-        return 0
+        status = job.run()
+        return status if type(status) is int else 0  # a job that ran others (--nproc) passes on their status
     except UsageError as e:
         if debug:
             print(e.box, file=sys.stderr, end="")
         print(f"lumen3d: error: {e}", file=sys.stderr)
         return 2
     except InputError as e:
+        if isinstance(e, Silent):  # rank 0 said it
+            return 2
+        if isinstance(e, PeerLost) and os.environ.get("LUMEN3D_LAUNCHER") and not debug:
+            return LOST_PEER_STATUS  # the launcher says which process failed
         if debug:
             raise
-        message = f"lumen3d: error: {e}".replace("\n", " ")
+        message = f"lumen3d: error{_rank_tag()}: {e}".replace("\n", " ")
         print(message, file=sys.stderr)
         _log_to_file(message)
         from engine.runs import discard_failed_starts
@@ -111,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug, not bad input: still one line, the traceback with --debug
         if debug:
             raise
-        message = f"lumen3d: internal error: {e.__class__.__name__}: {e} (rerun with --debug for the traceback)"
+        message = (f"lumen3d: internal error{_rank_tag()}: {e.__class__.__name__}: {e} "
+                   f"(rerun with --debug for the traceback)")
         message = message.replace("\n", " ")
         print(message, file=sys.stderr)
         _log_to_file(message)

@@ -163,16 +163,19 @@ def read_npz(path: str | os.PathLike, what: str) -> dict:
         raise InputError(path, f"not a readable .npz {what} ({e.__class__.__name__}: {str(e)[:80]})") from None
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict:
+def load_checkpoint(path: str | os.PathLike, data: bytes | None = None) -> dict:
     """torch.load with weights_only=True (tensors and plain containers only, no code), with a
-    one-line InputError for a missing, damaged or unsafe file."""
+    one-line InputError for a missing, damaged or unsafe file. `data`: the file's bytes, as another
+    process read them (`path` then only names it in messages)."""
+    import io
+
     import torch
 
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise InputError(path, "checkpoint not found")
     try:
-        state = torch.load(path, weights_only=True)
+        state = torch.load(path if data is None else io.BytesIO(data), weights_only=True)
     except Exception as e:
         if "Weights only load failed" in str(e):  # torch's refusal of anything but tensors and containers
             raise InputError(path, "not a readable checkpoint: it holds objects other than tensors and plain "

@@ -1,11 +1,13 @@
 """Densification strategies for Gaussian splatting, swappable behind two hooks.
 
 A strategy sees the parameters (a dict of nn.Parameter), the optimisers (one Adam per
-parameter, as 3DGS) and the render info of each step (`RenderOutput.info`):
+parameter, as 3DGS) and the render info of each step's views (`RenderOutput.info`):
   pre_backward(step, info)   — before loss.backward(): ask the renderer for what it needs;
-  post_backward(step, info, params, optimizers, ...) — after backward *and* the optimiser step
-                                 (as gsplat): gather the step's statistics, then grow, move or
-                                 prune Gaussians.
+  statistics(step, infos)    — after backward: this process's statistics of the step, which a
+                                 trainer on several processes reduces (`REDUCE` says how) so that
+                                 every process decides alike;
+  post_backward(step, stats, params, optimizers, ...) — after the optimiser step (as gsplat):
+                                 take in the statistics, then grow, move or prune Gaussians.
 Changing the number of Gaussians goes through `_edit`, which keeps each Adam state aligned
 with its parameter (new rows start with zero moments). A strategy's state lives outside its
 config (`state_dict`) and on the parameters' device; random draws use the trainer's generator
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -88,24 +91,42 @@ class ADCStrategy:
         if not self.absgrad:
             info["means2d"].retain_grad()
 
-    def _accumulate(self, info: dict, n: int) -> None:
-        g = info["means2d_absgrad"] if self.absgrad else info["means2d"].grad
-        if self.grad_sum is None or len(self.grad_sum) != n:
-            self.grad_sum, self.grad_count = torch.zeros(n, device=g.device), torch.zeros(n, device=g.device)
-            self.max_radii = torch.zeros(n, device=g.device)
-        w, h = info["width"], info["height"]
-        # to normalised device coordinates, where the 0.0002 threshold is defined
-        norm = torch.stack([g[:, 0] * w / 2, g[:, 1] * h / 2], 1).norm(dim=1)
-        seen = info["radii"] > 0
-        self.grad_sum[seen] += norm[seen]
-        self.grad_count[seen] += 1
-        self.max_radii[seen] = torch.maximum(self.max_radii[seen], info["radii"][seen].float() / max(w, h))
+    REDUCE: ClassVar[dict[str, str]] = {"grad_sum": "sum", "grad_count": "sum", "max_radii": "max"}
 
-    def post_backward(self, step: int, info: dict, params: dict, optimizers: dict, extent: float,
+    def statistics(self, step: int, infos: list[dict], grad_scale: float = 1.0) -> dict[str, Tensor] | None:
+        """For each Gaussian, over the step's views `infos`: the summed norm of its view-space position
+        gradient, in normalised device coordinates (where the 0.0002 threshold is defined); the number
+        of views that saw it; its largest screen radius as a fraction of the image. `grad_scale`
+        undoes a loss averaged over views (gsplat's n_cameras). None once densification is over."""
+        if step >= self.refine_stop or not infos:
+            return None
+        radii0 = infos[0]["radii"]
+        n = len(radii0)
+        grad, count, radii = (torch.zeros(n, device=radii0.device) for _ in range(3))
+        for info in infos:
+            g = info["means2d_absgrad"] if self.absgrad else info["means2d"].grad
+            w, h = info["width"], info["height"]
+            norm = torch.stack([g[:, 0] * (w / 2 * grad_scale), g[:, 1] * (h / 2 * grad_scale)], 1).norm(dim=1)
+            seen = info["radii"] > 0
+            grad[seen] += norm[seen]
+            count[seen] += 1
+            radii[seen] = torch.maximum(radii[seen], info["radii"][seen].float() / max(w, h))
+        return {"grad_sum": grad, "grad_count": count, "max_radii": radii}
+
+    def _accumulate(self, stats: dict[str, Tensor], n: int) -> None:
+        if self.grad_sum is None or len(self.grad_sum) != n:
+            dev = stats["grad_sum"].device
+            self.grad_sum, self.grad_count = torch.zeros(n, device=dev), torch.zeros(n, device=dev)
+            self.max_radii = torch.zeros(n, device=dev)
+        self.grad_sum += stats["grad_sum"]
+        self.grad_count += stats["grad_count"]
+        torch.maximum(self.max_radii, stats["max_radii"], out=self.max_radii)
+
+    def post_backward(self, step: int, stats: dict | None, params: dict, optimizers: dict, extent: float,
                       means_lr: float = 0.0, generator: torch.Generator | None = None) -> dict:
         n = len(params["means"])
-        if step < self.refine_stop:
-            self._accumulate(info, n)
+        if stats is not None and step < self.refine_stop:
+            self._accumulate(stats, n)
         stats = {}
         if self.refine_start < step < self.refine_stop and step % self.refine_every == 0:
             stats = self.refine(step, params, optimizers, extent, generator)
@@ -199,6 +220,11 @@ class MCMCStrategy:
     def pre_backward(self, step: int, info: dict) -> None:
         pass
 
+    REDUCE: ClassVar[dict[str, str]] = {}
+
+    def statistics(self, step: int, infos: list[dict], grad_scale: float = 1.0) -> None:
+        return None  # MCMC decides from the parameters alone
+
     def regularization(self, params: dict) -> Tensor:
         return (self.opacity_reg * torch.sigmoid(params["opacity_logits"]).mean()
                 + self.scale_reg * torch.exp(params["log_scales"]).mean())
@@ -239,7 +265,7 @@ class MCMCStrategy:
                 params[k].data[dst] = rows[k]
             _edit(params, optimizers, reset_rows=torch.cat([src, dst]))
 
-    def post_backward(self, step: int, info: dict, params: dict, optimizers: dict, extent: float,
+    def post_backward(self, step: int, stats: None, params: dict, optimizers: dict, extent: float,
                       means_lr: float = 0.0, generator: torch.Generator | None = None) -> dict:
         stats = {}
         if self.refine_start < step < self.refine_stop and step % self.refine_every == 0:

@@ -154,10 +154,12 @@ class OccupancyGrid(nn.Module):
         return self.centre + (u * 2 - 1) * self.half_size * scale
 
     @torch.no_grad()
-    def update(self, density_fn, step: int, g: torch.Generator, cells_per_update: int | None = None) -> None:
+    def update(self, density_fn, step: int, g: torch.Generator, cells_per_update: int | None = None,
+               part: tuple[int, int] = (0, 1), reduce=None) -> None:
         """instant-NGP's update: every cell at first, then random cells plus occupied ones;
         density = max(density·decay, σ at a random point of the cell); occupied above
-        min(mean density, threshold)."""
+        min(mean density, threshold). On several processes, `part` (rank, world) says which chunks
+        of cells this one evaluates; `reduce` sums a tensor over the processes in place."""
         total, dev = self.density.numel(), self.density.device
         if step == 0 or cells_per_update is None:
             idx = torch.arange(total, device=dev)
@@ -169,8 +171,18 @@ class OccupancyGrid(nn.Module):
         visible = self.visible.view(-1)
         idx = idx[visible[idx]]
         flat = self.density.view(-1)
-        for chunk in idx.split(1 << 16):
-            sigma = density_fn(self.cell_points(chunk, g).float()).double()
+        chunks = idx.split(1 << 16)
+        rank, world = part
+        sigmas = []
+        for c, chunk in enumerate(chunks):
+            points = self.cell_points(chunk, g).float()  # drawn by every process: the generators stay alike
+            sigmas.append(density_fn(points).double() if c % world == rank
+                          else torch.zeros(len(chunk), dtype=torch.float64, device=dev))
+        if world > 1 and sigmas:
+            every = torch.cat(sigmas)
+            reduce(every)
+            sigmas = every.split([len(c) for c in chunks])
+        for chunk, sigma in zip(chunks, sigmas):
             flat[chunk] = torch.maximum(flat[chunk] * self.decay, sigma.to(flat.dtype))
         mean = float(flat[visible].clamp_min(0).mean()) if bool(visible.any()) else 0.0
         self.bits = ((self.density > min(mean, self.threshold)) & self.visible).to(torch.uint8)

@@ -107,8 +107,15 @@ def test_adc_accumulates_gradients_in_ndc_units():
     m2 = torch.zeros(3, 2, requires_grad=True)
     m2.grad = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 2.0]])
     info = {"means2d": m2, "radii": torch.tensor([3, 0, 5]), "width": 100, "height": 50}
-    s._accumulate(info, 3)
+    s.post_backward(1, s.statistics(1, [info]), {"means": m2}, {}, extent=1.0)
     assert s.grad_sum.tolist() == [50.0, 0.0, 50.0] and s.grad_count.tolist() == [1.0, 0.0, 1.0]
+    assert torch.allclose(s.max_radii, torch.tensor([0.03, 0.0, 0.05]))
+    # two views of a step averaged in the loss (grad_scale 2 undoes it), each seen by one view
+    m2.grad = m2.grad / 2
+    info2 = {**info, "radii": torch.tensor([0, 4, 0])}
+    s.post_backward(2, s.statistics(2, [info, info2], grad_scale=2), {"means": m2}, {}, extent=1.0)
+    assert s.grad_sum.tolist() == [100.0, 0.0, 100.0] and s.grad_count.tolist() == [2.0, 1.0, 2.0]
+    assert torch.allclose(s.max_radii, torch.tensor([0.03, 0.04, 0.05]))
 
 
 def test_mcmc_relocates_dead_gaussians_and_grows():

@@ -3,3 +3,5 @@
 Heavy libraries (pycolmap, open3d, torch) are imported inside run(), so `--help` and the
 light jobs start fast.
 """
+
+COMMAND_LINE: list[str] = []  # the arguments of this `lumen3d` call: what `--nproc` starts on each process

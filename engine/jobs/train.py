@@ -38,14 +38,17 @@ class TrainJob:
         self.case.check()
 
     def run(self):
-        return run_training(self.case)
+        from engine.jobs import COMMAND_LINE
+
+        return run_training(self.case, argv=list(COMMAND_LINE))
 
 
-def run_training(cfg, run=None) -> dict:
+def run_training(cfg, run=None, argv: list[str] | None = None) -> dict | int:
     """Train `cfg` (a registered method's config) in a new run directory, or in `run` (the demo's):
-    the method on the one loop, with the live view as a hook when asked for."""
-    from engine.runs import start_run
-    from engine.training.loop import TrainingLoop
+    the method on the one loop, with the live view as a hook when asked for. With `--nproc N` (and
+    `argv`, the command line) the same command runs on N processes, see `engine.training.launch`;
+    under torchrun this process is one of several (`engine.training.distributed`)."""
+    from engine.training.distributed import Processes, torchrun_env
 
     # checked before a run directory is made for nothing
     cfg.check()
@@ -53,18 +56,61 @@ def run_training(cfg, run=None) -> dict:
         raise InputError(cfg.data, "dataset not found")
     if cfg.device == "cuda":  # every part allocates on its tensors' device; the CUDA kernels are next
         raise InputError(None, "training on CUDA waits for the CUDA kernels to be verified on a GPU; use --device cpu")
+    nproc = getattr(cfg, "nproc", 1)
+    several = torchrun_env()
+    if several and not hasattr(cfg, "nproc"):
+        raise InputError(None, f"`lumen3d train {cfg.kind}` runs on one process; train gaussians or nerf under torchrun")
+    if several and getattr(cfg, "live_view", "off") != "off":
+        raise InputError(None, "--live-view shows one process's training; leave it off with several processes")
     dataset = None
     if getattr(cfg, "data", None) is not None:
         from engine.data import load_dataset
 
         dataset = load_dataset(cfg.data, cfg.format, cfg.downscale, strict=cfg.strict)
-    if run is None:
-        inputs = [cfg.data] if dataset is not None else []
-        run = start_run(f"train-{cfg.kind}", cfg, inputs=inputs, resume=cfg.resume)
-    for line in dataset.warnings if dataset is not None else ():
-        log.warning(line)
-    method = KINDS[cfg.kind].method_class()(cfg, device="cpu", dataset=dataset)
-    loop = TrainingLoop(method, cfg, run)
+    if nproc > 1 and not several:
+        if run is not None or argv is None:
+            raise InputError(None, "--nproc needs the `lumen3d train` command line")
+        from engine.training.launch import launch
+
+        return launch(cfg, argv)  # the dataset was read once here, so bad input is said once
+    group = Processes.start(cfg.device, getattr(cfg, "dist_timeout", 300.0))
+    try:
+        return _train(cfg, run, dataset, group)
+    finally:
+        group.close()
+
+
+def _train(cfg, run, dataset, group) -> dict:
+    import torch
+
+    from engine.runs import seed_everything, start_run
+    from engine.training.distributed import default_threads
+    from engine.training.loop import TrainingLoop
+
+    threads = getattr(cfg, "threads", None)
+    if threads or group.world > 1:
+        torch.set_num_threads(threads or default_threads(group.local_world))
+    if group.main:
+        try:
+            if run is None:
+                inputs = [cfg.data] if dataset is not None else []
+                run = start_run(f"train-{cfg.kind}", cfg, inputs=inputs, resume=cfg.resume)
+        except InputError as e:
+            group.agree(str(e))
+            raise
+        group.agree(None)
+        if group.world > 1:
+            log.info("training on %d processes (%s), %d thread(s) each", group.world,
+                     "gloo" if cfg.device != "cuda" else "NCCL", torch.get_num_threads())
+        for line in dataset.warnings if dataset is not None else ():
+            log.warning(line)
+    else:
+        group.agree(None)
+        logging.getLogger("lumen3d").setLevel(logging.ERROR)  # rank 0 logs the run
+        seed_everything(cfg.seed)  # as start_run did on rank 0: every process builds the same scene
+    kwargs = {"group": group} if hasattr(cfg, "nproc") else {}
+    method = KINDS[cfg.kind].method_class()(cfg, device="cpu", dataset=dataset, **kwargs)
+    loop = TrainingLoop(method, cfg, run, group)
     loop.resume()
     live = _live_view(cfg, method, run)
     if live is not None:

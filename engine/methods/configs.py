@@ -11,17 +11,19 @@ import tyro
 
 from engine.errors import check_option
 from engine.runs import may_change
-from engine.training.options import DatasetOptions, TrainOptions, finite
+from engine.training.options import DatasetOptions, ProcessOptions, TrainOptions, finite
 
 MESH_THRESHOLD = 10.0  # σ of a NeRF's exported surface (an optical depth of ≈ 0.05 over one marching step on lego)
 
 
 @dataclass(kw_only=True)
-class GaussiansConfig(DatasetOptions, TrainOptions):
+class GaussiansConfig(DatasetOptions, ProcessOptions, TrainOptions):
     """Train a 3D Gaussian Splatting scene from posed photos."""
 
     kind: ClassVar[str] = "gaussians"
     max_steps: int = 3000
+    batch_size: int = 1
+    """Views per step on each process (a step of N processes sees N × this many)."""
     strategy: Literal["adc", "mcmc"] = "adc"
     """Densification: Inria adaptive density control, or MCMC relocation."""
     sh_degree: int = 3
@@ -62,6 +64,8 @@ class GaussiansConfig(DatasetOptions, TrainOptions):
     def check(self) -> None:
         TrainOptions.check(self)
         DatasetOptions.check(self)
+        ProcessOptions.check(self)
+        check_option(1 <= self.batch_size <= 1024, "batch_size", self.batch_size, "must be 1 to 1024")
         check_option(0 <= self.sh_degree <= 3, "sh_degree", self.sh_degree, "must be 0 to 3")
         for name in ("sh_degree_interval", "refine_every", "reset_every", "init_points", "cap_max"):
             check_option(getattr(self, name) >= 1, name, getattr(self, name), "must be 1 or more")
@@ -83,7 +87,7 @@ class GaussiansConfig(DatasetOptions, TrainOptions):
 
 
 @dataclass(kw_only=True)
-class NerfConfig(DatasetOptions, TrainOptions):
+class NerfConfig(DatasetOptions, ProcessOptions, TrainOptions):
     """Train an instant-NGP-style NeRF (hash grid, occupancy-grid marching) on our kernels."""
 
     kind: ClassVar[str] = "nerf"
@@ -91,8 +95,10 @@ class NerfConfig(DatasetOptions, TrainOptions):
     checkpoint_every: int = may_change(250)
     video_frames: int = may_change(60)
     samples_per_step: int = 1 << 16
-    """Target samples per step: the number of rays adapts to how many samples each ray needs."""
+    """Target samples per step on each process: the number of rays adapts to how many samples each
+    ray needs."""
     max_rays: int = 8192
+    """Most rays per step on each process."""
     lr: float = 1e-2
     log2_table: int = 17
     grid_res: int = 128
@@ -106,6 +112,7 @@ class NerfConfig(DatasetOptions, TrainOptions):
     def check(self) -> None:
         TrainOptions.check(self)
         DatasetOptions.check(self)
+        ProcessOptions.check(self)
         check_option(1 <= self.samples_per_step <= 1 << 24, "samples_per_step", self.samples_per_step,
                      "must be 1 to 16777216")
         check_option(1 <= self.max_rays <= 1 << 22, "max_rays", self.max_rays, "must be 1 to 4194304")

@@ -32,11 +32,11 @@ def export_splats(params: dict, run) -> dict:
 class GaussianSplatting(ReconstructionMethod):
     kind = "gaussians"
 
-    def __init__(self, cfg, device: str = "cpu", dataset=None):
+    def __init__(self, cfg, device: str = "cpu", dataset=None, group=None):
         from engine.progress import track
         from engine.strategies import ADCStrategy, MCMCStrategy
 
-        super().__init__(cfg, dataset)
+        super().__init__(cfg, dataset, group)
         self.device = device
         if self.scene.distorted:  # the rasterizer projects pinhole cameras
             models = sorted({f.intrinsics.model for f in self.scene.frames if f.intrinsics.has_distortion})
@@ -53,7 +53,7 @@ class GaussianSplatting(ReconstructionMethod):
         self.background = self.solid.colour
         self.train_background = RandomBackground(device) if cfg.random_background else self.solid
         self.images = [torch.from_numpy(scene.image_rgba(i)).to(device)
-                       for i in track(self.train_idx, "loading images")]
+                       for i in track(self.train_idx, "loading images", disable=not self.group.main)]
         if cfg.random_background and self.images[0].shape[-1] != 4:
             raise InputError(cfg.data, "--random-background needs images with an alpha channel")
         centres = self.train_c2ws[:, :3, 3]
@@ -215,32 +215,55 @@ class GaussianSplatting(ReconstructionMethod):
         return self.order.pop()
 
     def train_step(self, step: int, fraction) -> dict:
-        cfg = self.cfg
+        """One step of `batch_size` views on each process. Every process draws the whole step's views
+        and backgrounds from the shared generator and renders its own share; the loss is the mean
+        over all of them, so the summed gradients are those of one process with the whole batch."""
+        cfg, group = self.cfg, self.group
         for g in self.optimizers["means"].param_groups:
             g["lr"] = self.means_lr(fraction(step))
-        k = self.next_view()
-        bg = self.train_background.sample((), self.gen)
-        target = composite(self.images[k], bg)
+        views = [self.next_view() for _ in range(cfg.batch_size * group.world)]
+        backgrounds = [self.train_background.sample((), self.gen) for _ in views]
+        mine = slice(group.rank * cfg.batch_size, (group.rank + 1) * cfg.batch_size)
         sh_degree = min(cfg.sh_degree, (step - 1) // cfg.sh_degree_interval)
-        out = render_gaussians(self.params, self.camera(self.train_idx[k]), bg, sh_degree, cfg.antialiased,
-                               absgrad=getattr(self.strategy, "absgrad", False))
-        loss = self.loss(out.rgb, target)
-        if cfg.strategy == "mcmc":
-            loss = loss + self.strategy.regularization(self.params)
-        self.strategy.pre_backward(step, out.info)
-        loss.backward()
+        infos, total, sq = [], 0.0, 0.0
+        for k, bg in zip(views[mine], backgrounds[mine]):
+            target = composite(self.images[k], bg)
+            out = render_gaussians(self.params, self.camera(self.train_idx[k]), bg, sh_degree, cfg.antialiased,
+                                   absgrad=getattr(self.strategy, "absgrad", False))
+            loss = self.loss(out.rgb, target)
+            if cfg.strategy == "mcmc":
+                loss = loss + self.strategy.regularization(self.params)
+            self.strategy.pre_backward(step, out.info)
+            (loss / len(views)).backward()
+            infos.append(out.info)
+            total += loss.detach()
+            sq += ((out.rgb.detach().clamp(0, 1) - target) ** 2).mean()
+        seen = self.strategy.statistics(step, infos, grad_scale=len(views))
+        self.reduce(seen, total, sq)
         for opt in self.optimizers.values():
             opt.step()
             opt.zero_grad(set_to_none=True)
         if cfg.refine_stop is None and fraction(step) >= 0.5 and self.strategy.refine_stop > step:
             self.strategy.refine_stop = step  # densify during the first half of the budget
-        stats = self.strategy.post_backward(step, out.info, self.params, self.optimizers, self.extent,
+        stats = self.strategy.post_backward(step, seen, self.params, self.optimizers, self.extent,
                                             means_lr=self.means_lr(fraction(step)), generator=self.gen)
         if stats:
             self.refinements.append({"step": step, **stats})
-        mse = ((out.rgb.detach().clamp(0, 1) - target) ** 2).mean()
-        return {"loss": loss.detach(), "psnr": -10 * torch.log10(mse.clamp_min(1e-12)),
+        mse = sq / len(views)
+        return {"loss": total / len(views), "psnr": -10 * torch.log10(mse.clamp_min(1e-12)),
                 "gaussians": len(self.params["means"]), "lr_means": self.optimizers["means"].param_groups[0]["lr"]}
+
+    def reduce(self, seen: dict | None, *scalars: torch.Tensor) -> None:
+        """Sum the gradients, the strategy's statistics and the step's `scalars` (0-d, summed in
+        place) over the processes: what makes their optimiser steps and refinements identical."""
+        group = self.group
+        if group.world == 1:
+            return
+        seen = seen or {}
+        how = self.strategy.REDUCE
+        group.all_reduce(group.gradients(self.params.values()) + [seen[k] for k in seen if how[k] == "sum"]
+                         + list(scalars))
+        group.all_reduce([seen[k] for k in seen if how[k] == "max"], "max")
 
     def describe(self, s: dict) -> str:
         return f"loss {s['loss']:.4f}  PSNR {s['psnr']:.2f}  N {int(s['gaussians']):,}"

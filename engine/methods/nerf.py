@@ -46,41 +46,61 @@ def make_optimizer(field: RadianceField, lr: float = 1e-2) -> torch.optim.Adam:
 
 def train_steps(field: RadianceField, grid: OccupancyGrid, opt, rays: tuple[Tensor, Tensor, Tensor], steps: int,
                 batch: int, dt: float, background: Tensor, near: float = NEAR, seed: int = 0, start: int = 0,
-                on_step=None, cone: float = 0.0) -> dict:
+                on_step=None, cone: float = 0.0, group=None) -> dict:
     """`steps` optimiser steps of `batch` random rays (MSE on colour); the grid is refreshed every 16 steps.
     With RGBA colours (N, 4) each ray gets a random background, on the target and the render alike, so
-    that the field cannot paint the background into the scene. Returns timings per stage and the last loss."""
+    that the field cannot paint the background into the scene. Returns timings per stage and the last loss.
+
+    On several processes (`group`, `engine.training.distributed`) each renders `batch` rays: every
+    process draws the whole step's rays and backgrounds and takes its own share, the loss is the mean
+    over all of them and the gradients are summed, so the step is that of one process with all the
+    rays; the grid's cells are evaluated in shares too."""
+    from engine.training.distributed import Processes
+
+    group = group or Processes()
     O, D, C = rays
     g = torch.Generator().manual_seed(seed)
     random_bg = RandomBackground(O.device)
-    times = {"grid": 0.0, "forward": 0.0, "backward": 0.0}
+    times = {"grid": 0.0, "forward": 0.0, "backward": 0.0, "exchange": 0.0}
     loss = torch.tensor(float("nan"))
-    samples = 0
+    samples = 0.0
+    every = batch * group.world
+    mine = slice(group.rank * batch, (group.rank + 1) * batch)
+    params = [p for grp in opt.param_groups for p in grp["params"]]
     for step in range(start, start + steps):
         if step % 16 == 0:
             t = time.perf_counter()
-            grid.update(field.density, step, g, cells_per_update=grid.density.numel() // 4)
+            grid.update(field.density, step, g, cells_per_update=grid.density.numel() // 4,
+                        part=(group.rank, group.world), reduce=lambda x: group.all_reduce([x]))
             times["grid"] += time.perf_counter() - t
-        idx = torch.randint(0, len(O), (batch,), generator=g).to(O.device)
+        idx = torch.randint(0, len(O), (every,), generator=g).to(O.device)[mine]
         t = time.perf_counter()
         target = C[idx]
         bg = background
         if target.shape[1] == 4:
-            bg = random_bg.sample((batch,), g)
+            bg = random_bg.sample((every,), g)[mine]
             target = composite(target, bg)
         out = render_rays(field, grid, O[idx], D[idx], torch.full((batch,), near, device=O.device),
                           torch.full((batch,), 1e4, device=O.device), dt, bg, cone)
-        loss = MSE(out["rgb"], target)
+        loss = MSE(out["rgb"], target) / group.world
         times["forward"] += time.perf_counter() - t
         t = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        times["backward"] += time.perf_counter() - t
+        loss = loss.detach()
+        count = torch.tensor(float(out["samples"]), dtype=torch.float64)
+        if group.world > 1:
+            t = time.perf_counter()
+            group.all_reduce(group.gradients(params) + [loss, count])
+            times["exchange"] += time.perf_counter() - t
+        t = time.perf_counter()
         opt.step()
         times["backward"] += time.perf_counter() - t
-        samples += out["samples"]
+        samples += float(count)
         if on_step is not None:
-            on_step(step, float(loss.detach()))
-    return {"times": times, "loss": float(loss.detach()), "samples_per_ray": samples / max(steps * batch, 1)}
+            on_step(step, float(loss))
+    return {"times": times, "loss": float(loss), "samples_per_ray": samples / max(steps * every, 1)}
 
 
 def scene_box(scene) -> tuple[list[float], list[float], bool]:
@@ -212,10 +232,10 @@ def bake_field_texture(model: NerfModel, mesh: dict, path: Path, size: int) -> d
 class Nerf(ReconstructionMethod):
     kind = "nerf"
 
-    def __init__(self, cfg, device: str = "cpu", dataset=None):
+    def __init__(self, cfg, device: str = "cpu", dataset=None, group=None):
         from scenes.nerf import FieldConfig
 
-        super().__init__(cfg, dataset)
+        super().__init__(cfg, dataset, group)
         self.device = device
         scene = self.scene
         centre, half, self.unbounded = scene_box(scene)
@@ -228,8 +248,8 @@ class Nerf(ReconstructionMethod):
         visible = self.model.grid.mark_invisible(self.train_c2ws, [f.intrinsics for f in frames], near)
         log.info("occupancy grid: %.1f%% of its cells are seen by a training view", 100 * visible)
         self.rays = tuple(t.to(device) for t in dataset_rays(scene, self.train_idx, keep_alpha=cfg.random_background))
-        self.rays_seen, self.batch = 0, 1024
-        self.times = {"grid": 0.0, "forward": 0.0, "backward": 0.0}
+        self.rays_seen, self.batch = 0, min(1024, cfg.max_rays)  # rays per step on each process
+        self.times = {"grid": 0.0, "forward": 0.0, "backward": 0.0, "exchange": 0.0}
 
     def prepare(self) -> None:
         from kernels._build import nerf_cpu_ops
@@ -242,11 +262,11 @@ class Nerf(ReconstructionMethod):
             group["lr"] = cfg.lr * lr_factor(fraction(step - 1))
         # a fresh generator per step from the seed and the step: a resumed run draws the same rays
         info = train_steps(m.field, m.grid, self.opt, self.rays, 1, self.batch, m.dt, m.background,
-                           seed=cfg.seed * 100003 + step - 1, start=step - 1, cone=m.cone)
-        self.rays_seen += self.batch
+                           seed=cfg.seed * 100003 + step - 1, start=step - 1, cone=m.cone, group=self.group)
+        self.rays_seen += self.batch * self.group.world
         for k in self.times:
             self.times[k] += info["times"][k]
-        rays = self.batch
+        rays = self.batch * self.group.world
         # the next batch: as many rays as keep the samples per step near the target
         per_ray = max(info["samples_per_ray"], 1.0)
         self.batch = int(min(cfg.max_rays, max(256, cfg.samples_per_step / per_ray)))
@@ -265,7 +285,8 @@ class Nerf(ReconstructionMethod):
         self.model.field.load_state_dict(d["field"])
         self.model.load_grid(d["grid"])
         self.opt.load_state_dict(d["optimizer"])
-        self.rays_seen, self.batch, self.times = int(d["rays"]), int(d["batch"]), dict(d["times"])
+        self.rays_seen, self.batch = int(d["rays"]), int(d["batch"])
+        self.times = {**self.times, **d["times"]}
 
     def meta(self) -> dict:
         return self.model.meta()

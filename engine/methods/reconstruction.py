@@ -13,12 +13,15 @@ from engine.training.method import Method
 
 class ReconstructionMethod(Method):
     """Loads `cfg.data` (`engine.training.options.DatasetOptions`); subclasses set
-    `self.background` (3,) before evaluation."""
+    `self.background` (3,) before evaluation. `group`: the processes training together
+    (`engine.training.distributed`), one by default."""
 
-    def __init__(self, cfg, dataset=None):
+    def __init__(self, cfg, dataset=None, group=None):
         from engine.data import load_dataset
+        from engine.training.distributed import Processes
 
         self.cfg = cfg
+        self.group = group or Processes()
         self.scene = dataset if dataset is not None else load_dataset(cfg.data, cfg.format, cfg.downscale, strict=cfg.strict)
         self.train_idx = self.scene.splits["train"] if "train" in self.scene.splits else []
         self.test_idx = self.scene.splits.get("test", [])

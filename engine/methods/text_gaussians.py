@@ -76,15 +76,11 @@ class TextToGaussians(GenerationMethod):
         views = self.sample_views(self.size_at(f))
         loss, scalars = self.guide(views, f)
         loss.backward()
+        seen = self.strategy.statistics(step, self.infos)  # every view of the step counts towards densification
         for opt in self.optimizers.values():
             opt.step()
             opt.zero_grad(set_to_none=True)
-        n = len(self.params["means"])
-        if step < self.strategy.refine_stop:  # every view of the step counts towards densification
-            for info in self.infos[:-1]:
-                self.strategy._accumulate(info, n)
-        stats = self.strategy.post_backward(step, self.infos[-1], self.params, self.optimizers, EXTENT,
-                                            generator=self.gen)
+        stats = self.strategy.post_backward(step, seen, self.params, self.optimizers, EXTENT, generator=self.gen)
         self.infos = []
         if stats:
             self.refinements.append({"step": step, **stats})

@@ -51,6 +51,29 @@ class TrainOptions(RunOptions):
 
 
 @dataclass(kw_only=True)
+class ProcessOptions:
+    """Training one scene on several processes and machines (data parallel over torch.distributed)."""
+
+    nproc: int = may_change(1)
+    """Processes on this machine: each takes its share of every step's views (or rays), and their
+    gradients are summed before one optimiser step. For several machines, start `lumen3d train`
+    under torchrun instead (README); each process then counts as one."""
+    threads: Optional[int] = may_change(None)
+    """Threads per process (default: this machine's cores shared among its processes)."""
+    dist_timeout: float = may_change(300.0)
+    """Seconds a process waits for the others at an exchange before the run stops with an error."""
+    kill_rank: Optional[int] = may_change(None)
+    """Testing aid: with --kill-at-step, only this rank is killed."""
+
+    def check(self) -> None:
+        check_option(1 <= self.nproc <= 1024, "nproc", self.nproc, "must be 1 to 1024")
+        check_option(self.threads is None or 1 <= self.threads <= 1024, "threads", self.threads, "must be 1 to 1024")
+        check_option(finite(self.dist_timeout) and self.dist_timeout > 0, "dist_timeout", self.dist_timeout,
+                     "must be a positive number of seconds")
+        check_option(self.kill_rank is None or self.kill_rank >= 0, "kill_rank", self.kill_rank, "must be 0 or more")
+
+
+@dataclass(kw_only=True)
 class DatasetOptions:
     """Where reconstruction methods read their posed photos."""
 
