@@ -50,7 +50,7 @@ def test_two_processes_of_one_view_equal_one_process_of_two(tmp_path, data, stra
     c = state(single)["params"]["means"]
     assert c.shape != a["means"].shape or (c - a["means"]).abs().max() > 1e-3
     m = metrics(two)
-    assert m["processes"]["count"] == 2 and m["processes"]["bytes_reduced"] > 0
+    assert m["processes"]["count"] == 2 and m["processes"]["exchange_bytes"] > 0
     # the evaluation, shared between the processes, scores the same renders as one process does
     assert m["test"]["psnr"] == pytest.approx(metrics(one)["test"]["psnr"], abs=1e-4)
     assert m["test"]["views"] == 4
@@ -212,3 +212,35 @@ def test_exchanges_between_two_processes(tmp_path):
     # rank 0 gave up after the 4 s timeout, in one line naming what it was doing
     assert r[0]["timeout"].split(" s: ")[1].startswith("all-reduce: lost contact with another process"), r[0]
     assert 3.5 < float(r[0]["timeout"].split(" s")[0]) < 7.5, r[0]["timeout"]
+
+
+def test_bench_distributed_measures_both_process_counts(tmp_path, data):
+    import json
+
+    out = tmp_path / "b.json"
+    r = run_cli("bench", "distributed", "--data", data / "lego", "--gaussians", "3000", "--gaussians-downscale", "8",
+                "--nerf-downscale", "8", "--warmup", "1", "--steps", "2", "--json", out, env=ENV)
+    assert r.returncode == 0, r.stderr[-3000:]
+    records = json.loads(out.read_text())
+    assert [x["case"] for x in records] == ["gaussians 3,000", "nerf 65,536 samples"]
+    for x in records:
+        one, two = x["one_process"], x["two_processes"]
+        assert one["bytes_per_step"] == 0 and one["exchange_seconds"] == 0
+        assert two["bytes_per_step"] > 0 and 0 < two["exchange_seconds"] < two["step_seconds"]
+        assert x["speedup_two"] > 0 and [e["machines"] for e in x["estimates"]] == [8, 32]
+    g = records[0]["two_processes"]
+    # every parameter's gradient (59 floats a Gaussian) and the densification statistics (3), float32
+    assert g["bytes_per_step"] == pytest.approx(3000 * (59 + 3) * 4, rel=0.01)
+
+
+def test_cluster_prediction_is_a_ring_all_reduce_after_the_compute():
+    from engine.distributed_bench import predict, ring_seconds
+
+    assert ring_seconds(1e9, 1, 1e9) == 0
+    assert ring_seconds(1e9, 4, 1e9, latency=0) == pytest.approx(1.5)  # 2·3/4 of the bytes each way
+    assert ring_seconds(0, 4, 1e9, latency=1e-3) == pytest.approx(6e-3)  # 2·(N − 1) hops
+    one = {"work_per_step": 1, "step_seconds": 1.0}
+    two = {"work_per_step": 2, "compute_seconds": 1.0, "bytes_per_step": 1e9}
+    e = predict(one, two, 8, bandwidth=1.75e9)  # 2·7/8 GB at 1.75 GB/s: one second (and 14 hops)
+    assert e["step_seconds"] == pytest.approx(2.0 + 14 * 50e-6)
+    assert e["speedup"] == pytest.approx(8 / e["step_seconds"]) and e["efficiency"] == pytest.approx(1 / e["step_seconds"])

@@ -776,6 +776,97 @@ def _picture(prompts, samples, rows: dict, per_prompt: int):
 
 
 @dataclass
+class BenchDistributed:
+    """Data-parallel training on 1 and 2 processes of this machine (one thread each, a fixed batch per
+    process): steps per second, exchange time and bytes per step, Gaussians and NeRF; and the
+    speed-up this predicts for 8 and 32 machines on a network (--bandwidth-gbit)."""
+
+    gaussians: tuple[int, ...] = (100_000, 1_000_000)
+    """Gaussian counts to time (random in the scene's box; no densification, so every step costs the same)."""
+    nerf: bool = True
+    samples: int = 1 << 16
+    """NeRF samples per step on each process (the recipe's: the rays adapt to it)."""
+    data: Path = Path("../shared/data/lego")
+    gaussians_downscale: float = 2.0
+    """lego at 400×400 (one view per step on each process)."""
+    nerf_downscale: float = 4.0
+    warmup: int = 3
+    steps: int = 10
+    """Timed steps per case (NeRF: three times as many, its steps are shorter)."""
+    machines: tuple[int, ...] = (8, 32)
+    bandwidth_gbit: float = 10.0
+    json: Optional[Path] = None
+    debug: bool = False
+
+    def check(self) -> None:
+        from engine.training.options import finite
+
+        check_option(all(1000 <= n <= 20_000_000 for n in self.gaussians), "gaussians", self.gaussians,
+                     "must be 1000 to 20000000 each")
+        check_option(1024 <= self.samples <= 1 << 24, "samples", self.samples, "must be 1024 to 16777216")
+        check_option(0 <= self.warmup <= 1000 and 1 <= self.steps <= 10_000, "steps", self.steps,
+                     "must be 1 to 10000 (and --warmup 0 to 1000)")
+        check_option(all(2 <= m <= 100_000 for m in self.machines), "machines", self.machines, "must be 2 to 100000")
+        check_option(finite(self.bandwidth_gbit) and self.bandwidth_gbit > 0, "bandwidth_gbit", self.bandwidth_gbit,
+                     "must be a positive number")
+        for name in ("gaussians_downscale", "nerf_downscale"):
+            v = getattr(self, name)
+            check_option(finite(v) and 0 < v <= 256, name, v, "must be a number above 0 and at most 256")
+        if not self.data.is_dir():
+            raise InputError(self.data, "dataset not found")
+
+    def run(self) -> None:
+        from rich.table import Table
+
+        from engine.distributed_bench import LATENCY_S, predict, run_case
+        from engine.io import atomic_write_json, check_output
+        from engine.progress import console
+
+        if self.json:
+            check_output(self.json, [self.data])
+        cases = [(f"gaussians {n:,}", {"method": "gaussians", "gaussians": n, "downscale": self.gaussians_downscale,
+                                       "steps": self.steps}) for n in self.gaussians]
+        if self.nerf:
+            cases.append((f"nerf {self.samples:,} samples", {"method": "nerf", "samples": self.samples,
+                                                             "downscale": self.nerf_downscale,
+                                                             "steps": 3 * self.steps}))
+        bandwidth = self.bandwidth_gbit * 1e9 / 8
+        table = Table(title="data-parallel training, one thread a process, a fixed batch per process")
+        for col in ("case", "processes", "steps/s", "step ms", "exchanges ms", "MB/step", "speed-up",
+                    *[f"{m} machines*" for m in self.machines]):
+            table.add_column(col)
+        records = []
+        for name, case in cases:
+            case = {**case, "data": str(self.data.resolve()), "warmup": self.warmup}
+            per = {}
+            for nproc in (1, 2):
+                console.print(f"timing {name} on {nproc} process{'es' if nproc > 1 else ''}...")
+                per[nproc] = run_case(case, nproc)
+            one, two = per[1], per[2]
+            rate = lambda r: r["work_per_step"] / r["step_seconds"]  # noqa: E731  views or samples a second
+            speedup = rate(two) / rate(one)
+            estimates = [predict(one, two, m, bandwidth) for m in self.machines]
+            for nproc, r in per.items():
+                table.add_row(name, str(nproc), f"{1 / r['step_seconds']:.2f}", f"{1000 * r['step_seconds']:.0f}",
+                              f"{1000 * r['exchange_seconds']:.1f}", f"{r['bytes_per_step'] / 1e6:.1f}",
+                              f"{speedup:.2f}×" if nproc == 2 else "1×",
+                              *([f"{e['speedup']:.1f}× ({100 * e['efficiency']:.0f}%)" for e in estimates]
+                                if nproc == 2 else ["" for _ in estimates]))
+            records.append({"case": name, **{k: v for k, v in case.items() if k != "data"}, "one_process": one,
+                            "two_processes": two, "speedup_two": speedup, "bandwidth_gbit": self.bandwidth_gbit,
+                            "estimates": estimates})
+        console.print(table)
+        console.print("exchanges: the all-reduces of a step, with any wait for the slower process; speed-up: "
+                      "the work (Gaussians: views, NeRF: samples) per second of 2 processes over 1")
+        console.print(f"* predicted from the measured compute and bytes per step: a ring all-reduce at "
+                      f"{self.bandwidth_gbit:g} Gbit/s and {1e6 * LATENCY_S:.0f} µs a hop, machines each like one "
+                      f"process here (speed-up in work per second over one machine; efficiency in brackets)")
+        if self.json:
+            atomic_write_json(self.json, records)
+            console.print(f"wrote {self.json}")
+
+
+@dataclass
 class BenchJob:
     """Benchmarks: print a table and, with --json, write the records."""
 
@@ -786,7 +877,8 @@ class BenchJob:
                                                  Annotated[BenchSds, tyro.conf.subcommand("sds")],
                                                  Annotated[BenchMesh, tyro.conf.subcommand("mesh")],
                                                  Annotated[BenchPaint, tyro.conf.subcommand("paint")],
-                                                 Annotated[BenchText3d, tyro.conf.subcommand("text-to-3d")]]]
+                                                 Annotated[BenchText3d, tyro.conf.subcommand("text-to-3d")],
+                                                 Annotated[BenchDistributed, tyro.conf.subcommand("distributed")]]]
 
     def check(self) -> None:
         if hasattr(self.case, "check"):

@@ -239,10 +239,13 @@ class GaussianSplatting(ReconstructionMethod):
             total += loss.detach()
             sq += ((out.rgb.detach().clamp(0, 1) - target) ** 2).mean()
         seen = self.strategy.statistics(step, infos, grad_scale=len(views))
-        self.reduce(seen, total, sq)
-        for opt in self.optimizers.values():
+        pending = self.exchange(seen, total, sq)
+        for name, opt in self.optimizers.items():
+            pending[name].wait()
             opt.step()
             opt.zero_grad(set_to_none=True)
+        pending["sums"].wait()
+        pending["maxima"].wait()
         if cfg.refine_stop is None and fraction(step) >= 0.5 and self.strategy.refine_stop > step:
             self.strategy.refine_stop = step  # densify during the first half of the budget
         stats = self.strategy.post_backward(step, seen, self.params, self.optimizers, self.extent,
@@ -253,17 +256,19 @@ class GaussianSplatting(ReconstructionMethod):
         return {"loss": total / len(views), "psnr": -10 * torch.log10(mse.clamp_min(1e-12)),
                 "gaussians": len(self.params["means"]), "lr_means": self.optimizers["means"].param_groups[0]["lr"]}
 
-    def reduce(self, seen: dict | None, *scalars: torch.Tensor) -> None:
-        """Sum the gradients, the strategy's statistics and the step's `scalars` (0-d, summed in
-        place) over the processes: what makes their optimiser steps and refinements identical."""
+    def exchange(self, seen: dict | None, *scalars: torch.Tensor) -> dict:
+        """Start summing the gradients, the strategy's statistics and the step's `scalars` (0-d,
+        summed in place) over the processes: what makes their optimiser steps and refinements
+        identical. Returns what to wait for: each parameter's gradient by name (smaller ones first,
+        so that their optimiser steps overlap the larger ones' transfer), 'sums' and 'maxima'."""
         group = self.group
-        if group.world == 1:
-            return
-        seen = seen or {}
-        how = self.strategy.REDUCE
-        group.all_reduce(group.gradients(self.params.values()) + [seen[k] for k in seen if how[k] == "sum"]
-                         + list(scalars))
-        group.all_reduce([seen[k] for k in seen if how[k] == "max"], "max")
+        grads = dict(zip(self.params, group.gradients(self.params.values()) if group.world > 1 else []))
+        pending = {k: group.start_all_reduce([grads[k]] if k in grads else [])
+                   for k in sorted(self.params, key=lambda k: self.params[k].numel())}
+        seen, how = seen or {}, self.strategy.REDUCE
+        pending["sums"] = group.start_all_reduce([seen[k] for k in seen if how[k] == "sum"] + list(scalars))
+        pending["maxima"] = group.start_all_reduce([seen[k] for k in seen if how[k] == "max"], "max")
+        return pending
 
     def describe(self, s: dict) -> str:
         return f"loss {s['loss']:.4f}  PSNR {s['psnr']:.2f}  N {int(s['gaussians']):,}"

@@ -35,12 +35,13 @@ def torchrun_env() -> bool:
 class Processes:
     """The processes of a run: one (no torch.distributed at all) or a torchrun group.
 
-    `seconds` and `bytes` count the time spent in, and the payload of, the collectives.
+    `seconds` and `bytes` count the time spent in (started or waited for), and the payload of, the
+    exchanges.
     """
 
     def __init__(self, rank: int = 0, world: int = 1, local_world: int = 1):
         self.rank, self.world, self.local_world = rank, world, local_world
-        self.seconds, self.bytes, self.calls = 0.0, 0, 0
+        self.seconds, self.bytes = 0.0, 0
 
     @property
     def main(self) -> bool:
@@ -78,28 +79,42 @@ class Processes:
             raise PeerLost(f"{what}: lost contact with another process of the run ({_reason(e)})") from None
         self.seconds += time.perf_counter() - t
         self.bytes += payload
-        self.calls += 1
         return out
 
     def all_reduce(self, tensors: list[Tensor], op: str = "sum") -> None:
         """Reduce `tensors` in place over the processes (sum or max). Small ones share one buffer."""
+        self.start_all_reduce(tensors, op).wait()
+
+    def start_all_reduce(self, tensors: list[Tensor], op: str = "sum") -> "Pending":
+        """`all_reduce` that returns at once: the exchange runs in the background (gloo's and NCCL's
+        own threads, in the order started) until `wait()`, so a method can step the optimiser of
+        what has arrived while the rest is in flight."""
         if self.world == 1 or not tensors:
-            return
+            return Pending(self, [])
         import torch.distributed as dist
 
         red = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX}[op]
-        small = [t for t in tensors if t.numel() < COALESCE]
+        jobs = []
+
+        def start(buf: Tensor, after=None):
+            work = self._call("all-reduce", lambda: dist.all_reduce(buf, red, async_op=True),
+                              buf.numel() * buf.element_size())
+            jobs.append((work, after))
+
+        by_dtype: dict = {}
         for t in tensors:
             if t.numel() >= COALESCE:
-                self._call("all-reduce", lambda t=t: dist.all_reduce(t, red), t.numel() * t.element_size())
-        by_dtype: dict = {}
-        for t in small:
-            by_dtype.setdefault(t.dtype, []).append(t)
+                start(t)
+            else:
+                by_dtype.setdefault(t.dtype, []).append(t)
         for group in by_dtype.values():
             flat = torch.cat([t.reshape(-1) for t in group])
-            self._call("all-reduce", lambda: dist.all_reduce(flat, red), flat.numel() * flat.element_size())
-            for t, part in zip(group, flat.split([t.numel() for t in group])):
-                t.copy_(part.view_as(t))
+
+            def unpack(flat=flat, group=group):
+                for t, part in zip(group, flat.split([t.numel() for t in group])):
+                    t.copy_(part.view_as(t))
+            start(flat, unpack)
+        return Pending(self, jobs)
 
     @staticmethod
     def gradients(params) -> list[Tensor]:
@@ -165,6 +180,20 @@ class Processes:
     # ------------------------------------------------------------------ accounting
     def counters(self) -> tuple[float, int]:
         return self.seconds, self.bytes
+
+
+class Pending:
+    """Exchanges in flight (`Processes.start_all_reduce`); `wait()` once, before using the tensors."""
+
+    def __init__(self, group: Processes, jobs: list):
+        self.group, self.jobs = group, jobs
+
+    def wait(self) -> None:
+        for work, after in self.jobs:
+            self.group._call("all-reduce", work.wait, 0)
+            if after is not None:
+                after()
+        self.jobs = []
 
 
 def pack(obj) -> bytes:

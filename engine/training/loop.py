@@ -228,8 +228,8 @@ class TrainingLoop:
                    "exports": exports, "video": str(video) if video else None,
                    "curves": str(curves) if curves else None, **method.summary(train_seconds), **(extra or {})}
         if group.world > 1:
-            metrics["processes"] = {"count": group.world, "all_reduce_seconds": group.seconds,
-                                    "bytes_reduced": group.bytes}
+            metrics["processes"] = {"count": group.world, "exchange_seconds": group.seconds,
+                                    "exchange_bytes": group.bytes}
         run.write_metrics(**metrics)
         if test:
             log.info("test PSNR %.2f dB, SSIM %.4f over %d views; %d steps in %.0f s", test["psnr"], test["ssim"],
