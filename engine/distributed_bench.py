@@ -59,7 +59,7 @@ def worker(case: dict) -> dict:
         # samples, all processes together: what a NeRF step costs (its rays adapt to reach a number
         # of samples, and runs with more rays a step learn faster and march fewer samples a ray)
         out["work_per_step"] = samples / steps
-    group.close()
+    group.leave()
     return out
 
 

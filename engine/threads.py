@@ -123,3 +123,14 @@ def tick() -> int:
     if _governor is None and "torch" not in sys.modules:
         return 0
     return governor().tick()
+
+
+def set_threads(n: int) -> None:
+    """Give torch `n` threads and make `n` the governor's ceiling: a process's share of the cores
+    when several train on one machine (`--threads`)."""
+    import torch
+
+    torch.set_num_threads(n)
+    gov = governor()
+    gov.max_threads = gov.threads = n
+    gov.enabled = n > 1 and os.environ.get("LUMEN3D_THREADS", "auto") == "auto"

@@ -244,3 +244,16 @@ def test_cluster_prediction_is_a_ring_all_reduce_after_the_compute():
     e = predict(one, two, 8, bandwidth=1.75e9)  # 2·7/8 GB at 1.75 GB/s: one second (and 14 hops)
     assert e["step_seconds"] == pytest.approx(2.0 + 14 * 50e-6)
     assert e["speedup"] == pytest.approx(8 / e["step_seconds"]) and e["efficiency"] == pytest.approx(1 / e["step_seconds"])
+
+
+def test_the_launcher_reports_the_process_whose_end_ended_the_run():
+    from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
+
+    from engine.errors import LOST_PEER_STATUS
+    from engine.training.launch import root_failure
+
+    lost, killed, said = (ProcessFailure(0, 10, LOST_PEER_STATUS, ""), ProcessFailure(1, 11, -9, ""),
+                          ProcessFailure(2, 12, 2, ""))
+    assert root_failure({0: lost, 1: killed, 2: said})[0] == 1  # a signal first
+    assert root_failure({0: lost, 2: said})[0] == 2  # then a process that said why
+    assert root_failure({0: lost})[0] == 0

@@ -84,12 +84,13 @@ def _train(cfg, run, dataset, group) -> dict:
     import torch
 
     from engine.runs import seed_everything, start_run
+    from engine.threads import set_threads
     from engine.training.distributed import default_threads
     from engine.training.loop import TrainingLoop
 
     threads = getattr(cfg, "threads", None)
     if threads or group.world > 1:
-        torch.set_num_threads(threads or default_threads(group.local_world))
+        set_threads(threads or default_threads(group.local_world))
     if group.main:
         try:
             if run is None:

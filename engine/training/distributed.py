@@ -63,6 +63,16 @@ class Processes:
             raise PeerLost(f"could not join the other processes ({_reason(e)})") from None
         return Processes(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
 
+    def leave(self) -> None:
+        """The end of the exchanges: every process waits for the others, then the group is taken
+        down (a process that tears down its side while another still talks to it aborts in gloo)."""
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                self._call("barrier", dist.barrier, 0)
+        self.close()
+
     def close(self) -> None:
         if self.world > 1:
             import torch.distributed as dist

@@ -35,7 +35,7 @@ def launch(cfg, argv: list[str]) -> int:
     try:
         elastic_launch(config, sys.executable)("-m", "engine.cli", *argv)
     except ChildFailedError as e:
-        rank, failure = e.get_first_failure()
+        rank, failure = root_failure(e.failures)
         if failure.exitcode == LOST_PEER_STATUS:
             why = f"lost contact with the others (none answered within --dist-timeout {cfg.dist_timeout:g} s)"
         elif failure.exitcode > 0:  # it said why, in one line of its own
@@ -47,6 +47,16 @@ def launch(cfg, argv: list[str]) -> int:
     finally:
         os.environ.pop("LUMEN3D_LAUNCHER", None)
     return 0
+
+
+def root_failure(failures: dict) -> tuple:
+    """(rank, failure) of the process whose end ended the run: one killed by a signal, else one that
+    exited with its own error, else one that lost the others. The launcher notices them in the same
+    poll, so their times do not tell."""
+    def cause(item):
+        _, f = item
+        return (0 if f.exitcode < 0 else 2 if f.exitcode == LOST_PEER_STATUS else 1), f.timestamp
+    return min(failures.items(), key=cause)
 
 
 def _signal_name(signum: int) -> str:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from engine.errors import InputError
+from engine.errors import InputError, Silent
 from engine.runs import resume_fingerprint
 from engine.training.curves import Curves
 
@@ -50,7 +50,7 @@ class TrainingLoop:
 
         self.method, self.cfg, self.run = method, cfg, run
         self.group = group or Processes()
-        self.step = 0
+        self.step = self.saved_step = 0
         self.train_seconds = 0.0
         self.curves = Curves(run.path("tensorboard")) if self.group.main else None
         self.hooks: list[Callable] = []
@@ -89,15 +89,25 @@ class TrainingLoop:
 
     def resume(self) -> None:
         """Continue from the run's checkpoint when --resume asks for it (and one exists)."""
-        from engine.io import load_checkpoint
-
         if not self.cfg.resume:
             return
+        try:
+            self._resume()
+        except InputError as e:
+            if not self.group.main:  # it read the same bytes as rank 0, which says what is wrong
+                raise Silent(str(e)) from None
+            raise
+        self.saved_step = self.step
+
+    def _resume(self) -> None:
+        from engine.io import load_checkpoint
+
         group = self.group
         path = self.checkpoint_path if group.main else Path(CHECKPOINT[1])
-        # rank 0 sends the file: the other processes' machines need not see the run directory
-        data = group.broadcast_bytes(path.read_bytes() if group.main and path.is_file() else None)
-        if not data:
+        data = None
+        if group.world > 1:  # rank 0 sends the file: the other machines need not see the run directory
+            data = group.broadcast_bytes(path.read_bytes() if group.main and path.is_file() else None)
+        if not (data if group.world > 1 else path.is_file()):
             if group.main:
                 log.info("no checkpoint in %s: starting from scratch", self.run.root)
             return
@@ -135,9 +145,10 @@ class TrainingLoop:
         high, low = own.clone(), -own
         group.all_reduce([high], "max")
         group.all_reduce([low], "max")
-        if float(high) != float(own) or -float(low) != float(own):
-            raise InputError(None, "the processes built different scenes from their data (are the datasets, "
-                                   "options and lumen3d versions the same on every machine?)")
+        if float(high) != float(own) or -float(low) != float(own):  # then so it is for every process
+            problem = ("the processes built different scenes from their data (are the datasets, options and "
+                       "lumen3d versions the same on every machine?)")
+            raise InputError(None, problem) if group.main else Silent(problem)
 
     # ------------------------------------------------------------------ training
     def train(self) -> None:
@@ -159,7 +170,6 @@ class TrainingLoop:
         self.check_processes_agree()
         deadline = None if cfg.max_minutes is None else cfg.max_minutes * 60
         last = (self.step, self.train_seconds)
-        self.saved_step = self.step
         kill_rank = getattr(cfg, "kill_rank", None)
         with progress(disable=not group.main) as bar:
             task = bar.add_task("training", total=cfg.max_steps, completed=self.step)
@@ -219,6 +229,8 @@ class TrainingLoop:
         test = evaluate(method, run, cfg.eval_views, group=group)
         video = render_video(method, run.path("renders", "video.mp4") if group.main else None, cfg.video_frames,
                              (test or {}).get("render_rays_per_second"), train_seconds, group=group)
+        exchanged = (group.seconds, group.bytes)
+        group.leave()  # rank 0's exports need no one else
         if not group.main:
             return {}
         exports = method.export(run)
@@ -228,8 +240,8 @@ class TrainingLoop:
                    "exports": exports, "video": str(video) if video else None,
                    "curves": str(curves) if curves else None, **method.summary(train_seconds), **(extra or {})}
         if group.world > 1:
-            metrics["processes"] = {"count": group.world, "exchange_seconds": group.seconds,
-                                    "exchange_bytes": group.bytes}
+            metrics["processes"] = {"count": group.world, "exchange_seconds": exchanged[0],
+                                    "exchange_bytes": exchanged[1]}
         run.write_metrics(**metrics)
         if test:
             log.info("test PSNR %.2f dB, SSIM %.4f over %d views; %d steps in %.0f s", test["psnr"], test["ssim"],
