@@ -66,15 +66,11 @@ def worker(case: dict) -> dict:
 def run_case(case: dict, nproc: int) -> dict:
     """`case` on `nproc` processes: rank 0's figures, with `compute_seconds`, the slowest process's
     step less its exchanges (the exchanges of the others include waiting for it)."""
-    import logging
-    import uuid
+    from torch.distributed.launcher.api import elastic_launch
 
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+    from engine.training.launch import local_launch
 
-    logging.getLogger("torch.distributed").setLevel(logging.CRITICAL)
-    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"bench-{uuid.uuid4().hex[:8]}",
-                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1,
-                          start_method="spawn")
+    config = local_launch(nproc)
     results = elastic_launch(config, worker)(case)
     compute = max(r["step_seconds"] - r["exchange_seconds"] for r in results.values())
     return {**results[0], "compute_seconds": compute}

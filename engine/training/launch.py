@@ -19,18 +19,14 @@ def launch(cfg, argv: list[str]) -> int:
     """Run `lumen3d argv` (a `train` command line) on cfg.nproc processes; returns the exit status.
     The run directory is named here, so that all processes and this message agree on it."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+    from torch.distributed.launcher.api import elastic_launch
 
     argv = list(argv)
     out = cfg.out
     if out is None:
         out = Path("runs") / f"train-{cfg.kind}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
         argv += ["--out", str(out)]
-    # the launcher's own logging (each worker's start and stop) would bury the run's one-line errors
-    logging.getLogger("torch.distributed").setLevel(logging.CRITICAL)
-    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=cfg.nproc, run_id=f"lumen3d-{uuid.uuid4().hex[:8]}",
-                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1,
-                          start_method="spawn")
+    config = local_launch(cfg.nproc)
     os.environ["LUMEN3D_LAUNCHER"] = "1"  # the processes leave a lost peer for this one to report
     try:
         elastic_launch(config, sys.executable)("-m", "engine.cli", *argv)
@@ -47,6 +43,17 @@ def launch(cfg, argv: list[str]) -> int:
     finally:
         os.environ.pop("LUMEN3D_LAUNCHER", None)
     return 0
+
+
+def local_launch(nproc: int):
+    """torchrun's `--standalone --nproc-per-node nproc`, no restarts, as a launcher configuration."""
+    from torch.distributed.launcher.api import LaunchConfig
+
+    # the launcher's own logging (each worker's start and stop) would bury the run's one-line errors
+    logging.getLogger("torch.distributed").setLevel(logging.CRITICAL)
+    return LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"lumen3d-{uuid.uuid4().hex[:8]}",
+                        rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1,
+                        start_method="spawn")
 
 
 def root_failure(failures: dict) -> tuple:
