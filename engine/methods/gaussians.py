@@ -15,6 +15,7 @@ from engine.losses import PhotometricLoss
 from engine.methods.reconstruction import ReconstructionMethod
 from engine.rendering.background import RandomBackground, SolidBackground, composite
 from engine.rendering.gaussians import render_gaussians
+from engine.strategies import gaussian_adam
 
 log = logging.getLogger("lumen3d")
 
@@ -66,7 +67,7 @@ class GaussianSplatting(ReconstructionMethod):
         log.info("%s: %d train / %d test views at %dx%d, extent %.3f, init from %s", scene.root, len(self.train_idx),
                  len(self.test_idx), first.width, first.height, self.extent, init)
         lrs = self.learning_rates()
-        self.optimizers = {k: torch.optim.Adam([p], lr=lrs[k], eps=1e-15) for k, p in self.params.items()}
+        self.optimizers = {k: gaussian_adam(p, lrs[k]) for k, p in self.params.items()}
         refine_stop = cfg.refine_stop if cfg.refine_stop is not None else cfg.max_steps // 2
         if cfg.strategy == "adc":
             self.strategy = ADCStrategy(grad_threshold=cfg.grad_threshold, refine_start=cfg.refine_start,
@@ -285,7 +286,7 @@ class GaussianSplatting(ReconstructionMethod):
         lrs = self.learning_rates()
         for k in self.params:
             self.params[k] = torch.nn.Parameter(d["params"][k].clone().to(self.device))
-            opt = torch.optim.Adam([self.params[k]], lr=lrs[k], eps=1e-15)
+            opt = gaussian_adam(self.params[k], lrs[k])
             opt.load_state_dict(d["optimizers"][k])
             self.optimizers[k] = opt
         self.strategy.load_state_dict(d["strategy"])

@@ -12,6 +12,7 @@ import torch
 from engine.errors import InputError
 from engine.methods.generation import GenerationMethod
 from engine.rendering.gaussians import render_gaussians
+from engine.strategies import gaussian_adam
 
 log = logging.getLogger("lumen3d")
 
@@ -39,7 +40,7 @@ class TextToGaussians(GenerationMethod):
         xyz = sphere_points(cfg.init_points, 0.5, self.gen)
         params = G.from_points(xyz, torch.rand(cfg.init_points, 3, generator=self.gen), 0, 0.1)
         self.params = {k: torch.nn.Parameter(v.detach().to(device)) for k, v in params.items()}
-        self.optimizers = {k: torch.optim.Adam([p], lr=LRS[k], eps=1e-15) for k, p in self.params.items()}
+        self.optimizers = {k: gaussian_adam(p, LRS[k]) for k, p in self.params.items()}
         steps = cfg.max_steps
         # DreamGaussian refines every 100 steps from step 100 on, with its 0.01 threshold for SDS's
         # larger gradients; a short run refines from its first fifth
@@ -99,7 +100,7 @@ class TextToGaussians(GenerationMethod):
     def load_state_dict(self, d: dict, source: Path) -> None:
         for k in self.params:
             self.params[k] = torch.nn.Parameter(d["params"][k].clone().to(self.device))
-            opt = torch.optim.Adam([self.params[k]], lr=LRS[k], eps=1e-15)
+            opt = gaussian_adam(self.params[k], LRS[k])
             opt.load_state_dict(d["optimizers"][k])
             self.optimizers[k] = opt
         self.strategy.load_state_dict(d["strategy"])
