@@ -219,7 +219,7 @@ def test_bench_distributed_measures_both_process_counts(tmp_path, data):
 
     out = tmp_path / "b.json"
     r = run_cli("bench", "distributed", "--data", data / "lego", "--gaussians", "3000", "--gaussians-downscale", "8",
-                "--nerf-downscale", "8", "--warmup", "1", "--steps", "2", "--json", out, env=ENV)
+                "--nerf-downscale", "8", "--warmup", "1", "--steps", "2", "--repeats", "1", "--json", out, env=ENV)
     assert r.returncode == 0, r.stderr[-3000:]
     records = json.loads(out.read_text())
     assert [x["case"] for x in records] == ["gaussians 3,000", "nerf 65,536 samples"]

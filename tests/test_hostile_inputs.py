@@ -552,6 +552,7 @@ OPTION_CASES = [
     ("bench", "distributed", "--samples", "0"),
     ("bench", "distributed", "--machines", "1"),
     ("bench", "distributed", "--bandwidth-gbit", "0"),
+    ("bench", "distributed", "--repeats", "0"),
     *[("generate", "a chair", *case, "--guidance", "known-object") for case in (
         ("--max-steps", "-1"), ("--batch", "0"), ("--render-size", "8"), ("--guidance-scale", "0"),
         ("--t-range", "0.5", "2"), ("--t-final", "nan", "0.5"), ("--grad-clip", "0"),
