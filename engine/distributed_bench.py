@@ -30,8 +30,9 @@ def worker(case: dict) -> dict:
     kind = KINDS[case["method"]]
     if case["method"] == "gaussians":
         # densification statistics are gathered (and summed) every step, as in the first half of a run,
-        # but the count stays put, so every step costs the same
-        extra = {"init": "box", "init_points": case["gaussians"], "refine_start": 10 ** 9}
+        # but the count stays put, so every step costs the same; all SH degrees from the fourth step,
+        # as for most of a run
+        extra = {"init": "box", "init_points": case["gaussians"], "refine_start": 10 ** 9, "sh_degree_interval": 1}
     else:  # the recipe's batch: as many rays as make `samples` samples a step on each process
         extra = {"samples_per_step": case["samples"]}
     cfg = kind.config(data=Path(case["data"]), downscale=case["downscale"], max_steps=100_000, **extra)
