@@ -6,7 +6,7 @@ parameter, as 3DGS) and the render info of each step's views (`RenderOutput.info
   statistics(step, infos)    — after backward: this process's statistics of the step, which a
                                  trainer on several processes reduces (`REDUCE` says how) so that
                                  every process decides alike;
-  post_backward(step, stats, params, optimizers, ...) — after the optimiser step (as gsplat):
+  post_backward(step, seen, params, optimizers, ...) — after the optimiser step (as gsplat):
                                  take in the statistics, then grow, move or prune Gaussians.
 Changing the number of Gaussians goes through `_edit`, which keeps each Adam state aligned
 with its parameter (new rows start with zero moments). A strategy's state lives outside its
@@ -129,11 +129,11 @@ class ADCStrategy:
         self.grad_count += stats["grad_count"]
         torch.maximum(self.max_radii, stats["max_radii"], out=self.max_radii)
 
-    def post_backward(self, step: int, stats: dict | None, params: dict, optimizers: dict, extent: float,
+    def post_backward(self, step: int, seen: dict | None, params: dict, optimizers: dict, extent: float,
                       means_lr: float = 0.0, generator: torch.Generator | None = None) -> dict:
         n = len(params["means"])
-        if stats is not None and step < self.refine_stop:
-            self._accumulate(stats, n)
+        if seen is not None and step < self.refine_stop:
+            self._accumulate(seen, n)
         stats = {}
         if self.refine_start < step < self.refine_stop and step % self.refine_every == 0:
             stats = self.refine(step, params, optimizers, extent, generator)
@@ -272,7 +272,7 @@ class MCMCStrategy:
                 params[k].data[dst] = rows[k]
             _edit(params, optimizers, reset_rows=torch.cat([src, dst]))
 
-    def post_backward(self, step: int, stats: None, params: dict, optimizers: dict, extent: float,
+    def post_backward(self, step: int, seen: None, params: dict, optimizers: dict, extent: float,
                       means_lr: float = 0.0, generator: torch.Generator | None = None) -> dict:
         stats = {}
         if self.refine_start < step < self.refine_stop and step % self.refine_every == 0:

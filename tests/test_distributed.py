@@ -257,3 +257,8 @@ def test_the_launcher_reports_the_process_whose_end_ended_the_run():
     assert root_failure({0: lost, 1: killed, 2: said})[0] == 1  # a signal first
     assert root_failure({0: lost, 2: said})[0] == 2  # then a process that said why
     assert root_failure({0: lost})[0] == 0
+
+
+def test_bench_distributed_refuses_a_folder_that_is_no_dataset_in_one_line(tmp_path):
+    r = run_cli("bench", "distributed", "--data", tmp_path, env=ENV)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and str(tmp_path) in r.stderr, r.stderr

@@ -829,8 +829,12 @@ class BenchDistributed:
         from engine.io import atomic_write_json, check_output
         from engine.progress import console
 
+        from engine.data import load_dataset
+
         if self.json:
             check_output(self.json, [self.data])
+        for ds in {self.gaussians_downscale, self.nerf_downscale}:  # bad data said here once, not by each process
+            load_dataset(self.data, downscale=ds)
         cases = [(f"gaussians {n:,}", {"method": "gaussians", "gaussians": n, "downscale": self.gaussians_downscale,
                                        "steps": self.steps}) for n in self.gaussians]
         if self.nerf:

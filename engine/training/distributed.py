@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime
 import io
-import logging
 import os
 import time
 
@@ -22,7 +21,6 @@ from torch import Tensor
 
 from engine.errors import PeerLost, Silent
 
-log = logging.getLogger("lumen3d")
 
 COALESCE = 1 << 20  # tensors smaller than this (elements) travel together in one buffer
 
@@ -171,6 +169,8 @@ class Processes:
 
     def gather(self, obj) -> list | None:
         """`gather_bytes` of tensors and plain containers (packed with torch.save, read back safely)."""
+        if self.world == 1:
+            return [obj]
         parts = self.gather_bytes(pack(obj))
         return None if parts is None else [unpack(p) for p in parts]
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from engine.errors import LOST_PEER_STATUS, InputError
 
-log = logging.getLogger("lumen3d")
 
 
 def launch(cfg, argv: list[str]) -> int:
